@@ -1,0 +1,216 @@
+"""Businesses, their logins, API keys and voice agents.
+
+Passwords are stored as Argon2 hashes; API keys as SHA-256 digests (a key is
+long and random, so a fast digest is enough and lets a request find its key by
+index).  Neither can be read back: a key is shown once, when it is created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import uuid
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.contacts import ContactError, normalize_email, normalize_phone
+from core.db import utcnow
+from core.errors import Conflict, FieldError, Invalid, NotFound
+from core.models import Agent, ApiKey, Profile, User
+from core.schemas import check_timezone
+
+_hasher = PasswordHasher()
+KEY_PREFIX = "cx_"
+MIN_PASSWORD = 8
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _check_profile_fields(*, business_name: str | None, timezone: str | None, region: str | None,
+                          phone: str | None) -> list[FieldError]:
+    errors = []
+    if business_name is not None and not business_name.strip():
+        errors.append(FieldError("business_name", "a business needs a name"))
+    if timezone is not None:
+        try:
+            check_timezone(timezone)
+        except ValueError as exc:
+            errors.append(FieldError("timezone", str(exc)))
+    if region is not None and (len(region) != 2 or not region.isalpha()):
+        errors.append(FieldError("default_region", "a two-letter country code such as US or GB"))
+    if phone:
+        try:
+            normalize_phone(phone, (region or "US").upper())
+        except ContactError as exc:
+            errors.append(FieldError("phone", str(exc)))
+    return errors
+
+
+def create_profile(
+    session: Session, *, business_name: str, email: str, password: str | None = None,
+    timezone: str = "America/New_York", default_region: str = "US", phone: str | None = None,
+) -> tuple[Profile, str, str | None]:
+    """Create a business with its owner's login and a first API key.
+
+    Returns ``(profile, api_key, password)``; ``password`` is generated when not
+    given (and returned so it can be shown once).
+    """
+    errors = _check_profile_fields(business_name=business_name, timezone=timezone, region=default_region,
+                                   phone=phone)
+    try:
+        login = normalize_email(email)
+    except ContactError as exc:
+        errors.append(FieldError("email", str(exc)))
+        login = email
+    generated = None
+    if password is None:
+        password = generated = secrets.token_urlsafe(12)
+    elif len(password) < MIN_PASSWORD:
+        errors.append(FieldError("password", f"use at least {MIN_PASSWORD} characters"))
+    if errors:
+        raise Invalid(errors)
+    if session.scalar(select(User.id).where(User.email == login)) is not None:
+        raise Conflict(f"A login for {login} already exists.", field="email")
+    region = default_region.upper()
+    profile = Profile(id=uuid.uuid4(), business_name=business_name.strip(), email=login, timezone=timezone,
+                      default_region=region, phone=normalize_phone(phone, region) if phone else None)
+    session.add(profile)
+    session.add(User(id=uuid.uuid4(), profile_id=profile.id, email=login, password_hash=_hasher.hash(password)))
+    session.flush()
+    key = create_api_key(session, profile_id=profile.id, name="default")[1]
+    return profile, key, generated
+
+
+def get_profile(session: Session, *, profile_id: uuid.UUID) -> Profile:
+    """The business, or :class:`NotFound`."""
+    profile = session.get(Profile, profile_id)
+    if profile is None:
+        raise NotFound("This business does not exist.", field="profile")
+    return profile
+
+
+def update_profile(session: Session, *, profile_id: uuid.UUID, business_name: str | None = None,
+                   timezone: str | None = None, default_region: str | None = None, phone: str | None = None,
+                   booking_url: str | None = None) -> Profile:
+    """Change the business's name, time zone, default phone region, phone or booking link."""
+    profile = get_profile(session, profile_id=profile_id)
+    errors = _check_profile_fields(business_name=business_name, timezone=timezone,
+                                   region=default_region or profile.default_region, phone=phone)
+    if booking_url and not booking_url.startswith(("http://", "https://")):
+        errors.append(FieldError("booking_url", "a web address starting with https://"))
+    if errors:
+        raise Invalid(errors)
+    if business_name is not None:
+        profile.business_name = business_name.strip()
+    if timezone is not None:
+        profile.timezone = timezone
+    if default_region is not None:
+        profile.default_region = default_region.upper()
+    if phone is not None:
+        profile.phone = normalize_phone(phone, profile.default_region) if phone else None
+    if booking_url is not None:
+        profile.booking_url = booking_url or None
+    profile.updated_at = utcnow()
+    session.flush()
+    return profile
+
+
+def verify_login(session: Session, *, email: str, password: str) -> User | None:
+    """The user whose e-mail and password match, else ``None`` (same work either way)."""
+    user = session.scalars(select(User).where(User.email == email.strip().lower())).one_or_none()
+    if user is None:
+        # spend the same time as a real check so a wrong e-mail is not distinguishable
+        try:
+            _hasher.verify(_DUMMY_HASH, password)
+        except VerificationError:
+            pass
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    user.last_login_at = utcnow()
+    return user
+
+
+
+def set_password(session: Session, *, user_id: uuid.UUID, password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise Invalid(f"use at least {MIN_PASSWORD} characters", field="password")
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("No such user.")
+    user.password_hash = _hasher.hash(password)
+
+
+def create_api_key(session: Session, *, profile_id: uuid.UUID, name: str = "default") -> tuple[ApiKey, str]:
+    """A new key for the profile; the plain key is returned once and never stored."""
+    name = (name or "").strip() or "default"
+    if len(name) > 100:
+        raise Invalid("use at most 100 characters", field="name")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(id=uuid.uuid4(), profile_id=profile_id, name=name, prefix=key[:10], key_hash=_hash_key(key))
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def list_api_keys(session: Session, *, profile_id: uuid.UUID) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).where(ApiKey.profile_id == profile_id)
+                                .order_by(ApiKey.created_at.desc())))
+
+
+def revoke_api_key(session: Session, *, profile_id: uuid.UUID, key_id: uuid.UUID,
+                   now: datetime | None = None) -> ApiKey:
+    """Revoke a key at once; requests with it get 401 from now on."""
+    row = session.scalars(select(ApiKey).where(ApiKey.id == key_id, ApiKey.profile_id == profile_id)).one_or_none()
+    if row is None:
+        raise NotFound("No such API key.", field="key_id")
+    if row.revoked_at is None:
+        row.revoked_at = now or utcnow()
+    session.flush()
+    return row
+
+
+def authenticate_api_key(session: Session, *, key: str, now: datetime | None = None) -> uuid.UUID | None:
+    """The profile a presented key belongs to, or ``None`` (unknown or revoked)."""
+    if not key or len(key) > 200:
+        return None
+    digest = _hash_key(key)
+    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or row.revoked_at is not None:
+        return None
+    now = now or utcnow()
+    # write the last-use time at most once a minute per key
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        row.last_used_at = now
+    return row.profile_id
+
+
+def create_agent(session: Session, *, profile_id: uuid.UUID, name: str, vapi_assistant_id: str | None = None,
+                 vapi_phone_number_id: str | None = None) -> Agent:
+    """Register a CONNEXT voice agent of the business."""
+    if not name or not name.strip():
+        raise Invalid("an agent needs a name", field="name")
+    get_profile(session, profile_id=profile_id)
+    agent = Agent(id=uuid.uuid4(), profile_id=profile_id, name=name.strip(),
+                  vapi_assistant_id=vapi_assistant_id or None, vapi_phone_number_id=vapi_phone_number_id or None)
+    session.add(agent)
+    session.flush()
+    return agent
+
+
+def list_agents(session: Session, *, profile_id: uuid.UUID) -> list[Agent]:
+    return list(session.scalars(select(Agent).where(Agent.profile_id == profile_id).order_by(Agent.name)))
+
+
+def count_profiles(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(Profile)) or 0)

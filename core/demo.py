@@ -1,0 +1,160 @@
+"""The demo business ``make run`` starts with: a salon with two years of lead
+history from its CONNEXT voice agents — repeat customers, dormant ones,
+e-mail-only and phone-only customers, a few opt-outs — and sample campaigns.
+
+Deterministic (fixed random seed) and relative to today, so the demo always
+has customers who went quiet six months ago.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from core.accounts import count_profiles, create_agent, create_profile
+from core.campaigns import create_campaign
+from core.contacts import normalize_email, normalize_phone
+from core.db import utcnow
+from core.models import Lead
+from core.optouts import record_opt_out
+
+DEMO_EMAIL = "demo@bellavista.example"
+DEMO_PASSWORD = "bellavista-demo"
+BUSINESS = "Bella Vista Salon & Spa"
+
+FIRST = ["Olivia", "Emma", "Ava", "Sophia", "Isabella", "Mia", "Charlotte", "Amelia", "Harper", "Evelyn", "Liam", "Noah", "Oliver", "Elijah", "James", "William", "Benjamin", "Lucas", "Henry", "Theodore", "Grace", "Chloe", "Zoe", "Lily", "Nora", "Hannah", "Layla", "Aria", "Ella", "Scarlett", "Mateo", "Leo", "Jack", "Levi", "Ethan", "Daniel", "Sofia", "Camila", "Valentina", "Priya", "Aisha", "Mei", "Yuki", "Fatima", "Diego", "Rafael", "Omar", "Kofi", "Ines", "Marta"]
+LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Patel", "Kim", "Chen", "Okafor", "Rossi", "Novak"]
+SERVICES = ("Haircut", "Color", "Highlights", "Blowout", "Manicure", "Pedicure", "Facial", "Massage")
+SERVICE_WEIGHTS = (30, 14, 8, 10, 12, 8, 9, 9)
+# area codes across four US time zones (and one that spans two: 208)
+AREAS = ("201", "973", "312", "602", "415", "208")
+NOTES = (None, None, None, "Prefers Saturday mornings", "Asked about gift cards", "Allergic to some dyes",
+         "Booked for a wedding", "Wants a reminder call", "Referred by a friend", "Price-sensitive")
+SUMMARIES = ("Caller asked about availability and prices.", "Booked an appointment.",
+             "Asked to be called back next week.", "Rescheduled an existing appointment.",
+             "Asked about a gift card.")
+
+WINBACK_EMAIL = (
+    "Hi {first_name|there},\n\n"
+    "It has been a while since your last visit on {last_visit_date|your last visit}, and we miss you at "
+    "{business_name}! As a thank-you for being a customer, enjoy {promotion} on your next "
+    "{service_type|appointment}.\n\n"
+    "Reply to this e-mail or call us to book a time that suits you.\n\n"
+    "See you soon,\n{business_name}"
+)
+WINBACK_CALL = (
+    "Hi {first_name|there}, this is {agent_name|the team} calling from {business_name}. We noticed we haven't "
+    "seen you since {last_visit_date|a while}, and we'd love to welcome you back with {promotion}. "
+    "Would you like me to book an appointment for you?"
+)
+FEEDBACK_SMS = (
+    "Hi {first_name|there}, it's {business_name}. How was your last {service_type|visit}? Reply with a number "
+    "from 1 to 5 - we read every answer."
+)
+
+
+def _phone(rng: random.Random, used: set[str]) -> str:
+    while True:
+        raw = f"({rng.choice(AREAS)}) 555-01{rng.randint(0, 99):02d}"
+        if raw not in used:
+            used.add(raw)
+            return raw
+
+
+def _leads(rng: random.Random, now: datetime, profile_id: uuid.UUID, agents: list[uuid.UUID]) -> list[Lead]:
+    leads: list[Lead] = []
+    used_phones: set[str] = set()
+    used_emails: set[str] = set()
+    for _ in range(360):
+        first, last = rng.choice(FIRST), rng.choice(LAST)
+        kind = rng.random()
+        phone = None if kind < 0.14 else _phone(rng, used_phones)
+        email = None
+        if kind < 0.14 or kind > 0.34:
+            base = f"{first}.{last}".lower()
+            email = f"{base}@example.com" if base not in used_emails else f"{base}{rng.randint(2, 99)}@example.com"
+            used_emails.add(base)
+        visits = min(1 + int(rng.expovariate(0.55)), 9)
+        # dormant customers stopped coming a while ago; active ones came recently
+        last_seen = rng.choice((rng.uniform(1, 120), rng.uniform(120, 700), rng.uniform(180, 400)))
+        service = rng.choices(SERVICES, SERVICE_WEIGHTS)[0]
+        for v in range(visits):
+            days_ago = min(last_seen + v * rng.uniform(25, 90), 729)
+            created = now - timedelta(days=days_ago, hours=rng.uniform(0, 10))
+            status = "Closed" if v > 0 else rng.choices(("New", "Contacted", "Closed"), (15, 20, 65))[0]
+            leads.append(Lead(
+                id=uuid.uuid4(), profile_id=profile_id, agent_id=rng.choice(agents),
+                contact_key=normalize_phone(phone) if phone else normalize_email(email or ""),
+                customer_name=f"{first} {last}" if rng.random() > 0.04 else None,
+                customer_phone=normalize_phone(phone) if phone else None,
+                customer_email=normalize_email(email) if email and (v == 0 or rng.random() > 0.3) else None,
+                status=status, service_type=service if rng.random() > 0.25 else rng.choice(SERVICES),
+                notes=rng.choice(NOTES), call_summary=rng.choice(SUMMARIES) if phone else None,
+                sentiment=rng.choice(("positive", "neutral", "positive", "negative")),
+                duration=rng.randint(35, 420) if phone else None, source="agent", extra={}, structured_data={},
+                created_at=created, updated_at=created,
+            ))
+            if phone is None and email is None:
+                break
+    return leads
+
+
+def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None = None) -> dict[str, Any]:
+    """Create the demo business; with ``if_empty``, only when no business exists yet."""
+    if if_empty and count_profiles(session) > 0:
+        return {"seeded": False, "login": {"email": DEMO_EMAIL, "password": DEMO_PASSWORD}}
+    now = now or utcnow()
+    rng = random.Random(20261124)
+    profile, api_key, _ = create_profile(session, business_name=BUSINESS, email=DEMO_EMAIL,
+                                         password=DEMO_PASSWORD, timezone="America/New_York",
+                                         default_region="US", phone="+12015550100")
+    profile.booking_url = "https://bellavista.example/book"
+    agents = [create_agent(session, profile_id=profile.id, name=name).id
+              for name in ("Ava (front desk)", "Max (after hours)", "Luna (bookings)")]
+    leads = _leads(rng, now, profile.id, agents)
+    session.add_all(leads)
+    session.flush()
+
+    phones = sorted({lead.customer_phone for lead in leads if lead.customer_phone})
+    emails = sorted({lead.customer_email for lead in leads if lead.customer_email})
+    for contact, channel, source, reason in (
+        (phones[3], "sms", "sms_stop", "Replied STOP"),
+        (phones[11], "all", "manual", "Asked in person not to be contacted"),
+        (emails[5], "email", "unsubscribe_link", "Unsubscribed from an e-mail"),
+        (emails[17], "email", "bounce", "Mailbox does not exist"),
+    ):
+        record_opt_out(session, profile_id=profile.id, contact=contact, channel=channel, source=source,
+                       reason=reason, now=now - timedelta(days=rng.randint(20, 200)))
+
+    create_campaign(session, profile_id=profile.id, data={
+        "name": "Win back dormant regulars", "campaign_type": "winback", "outreach_method": "email",
+        "description": "Customers who have not been in for six months or more.",
+        "target_criteria": {"last_contact_days": 180, "status": "Closed", "min_leads": 2},
+        "email_subject": "We miss you, {first_name|friend}!", "message_template": WINBACK_EMAIL,
+        "variables": {"promotion": "20% off"},
+        "variants": [{"name": "A", "weight": 1},
+                     {"name": "B", "weight": 1, "email_subject": "{first_name|Hi}, a treat is waiting at "
+                                                                 "{business_name}"}],
+    }, now=now)
+    create_campaign(session, profile_id=profile.id, data={
+        "name": "Call lapsed color clients", "campaign_type": "winback", "outreach_method": "call",
+        "target_criteria": {"last_contact_days": 120, "service_type": "Color"},
+        "call_script": WINBACK_CALL, "variables": {"promotion": "a free gloss treatment"},
+        "agent_id": str(agents[2]), "max_concurrent_calls": 2, "rate_limit_per_minute": 6,
+        "send_window": {"start": "10:00", "end": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+    }, now=now)
+    create_campaign(session, profile_id=profile.id, data={
+        "name": "How did we do?", "campaign_type": "feedback", "outreach_method": "sms",
+        "target_criteria": {"last_contact_days": 7, "last_contact_after": (now - timedelta(days=60)).date()
+                            .isoformat()},
+        "message_template": FEEDBACK_SMS,
+    }, now=now)
+    return {
+        "seeded": True, "profile_id": str(profile.id), "api_key": api_key,
+        "login": {"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
+        "customers": len({lead.contact_key for lead in leads}), "leads": len(leads),
+    }

@@ -1,0 +1,412 @@
+"""The data model (SQLAlchemy 2.0 typed models).
+
+Tenancy: every row belongs to one profile (a business), directly through
+``profile_id``; every core query filters on it.
+
+Work model: a campaign's recipients are also its work queue.  A recipient row
+carries the step it is on (``step``), when that step is next due
+(``next_attempt_at``; NULL once nothing is left to do) and a lease
+(``claimed_by``/``claim_expires_at``) taken by the scheduler process working
+on it.  ``outreach_attempts`` holds one row per try of a step (recorded before
+the provider is called, completed after), and ``outreach_events`` one row per
+provider event (webhooks, simulated sandbox outcomes, clicks): together they are
+the single source of truth for retries, multi-step sequences and timelines.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from core.db import JSONType, UTCDateTime, utcnow
+
+LEAD_STATUSES = ("New", "Contacted", "Closed")
+CAMPAIGN_TYPES = ("winback", "followup", "promotional", "feedback")
+OUTREACH_METHODS = ("call", "email", "sms", "multi")
+CHANNELS = ("call", "email", "sms")
+CAMPAIGN_STATUSES = ("draft", "scheduled", "active", "paused", "completed", "cancelled")
+RECIPIENT_STATUSES = ("pending", "queued", "sent", "delivered", "answered", "failed", "opted_out")
+OPT_OUT_CHANNELS = ("call", "email", "sms", "all")
+OPT_OUT_SOURCES = ("sms_stop", "unsubscribe_link", "call_request", "bounce", "complaint", "manual")
+STEP_CONDITIONS = ("always", "no_response", "not_answered")
+ATTEMPT_OUTCOMES = ("accepted", "retryable", "permanent", "opted_out", "quota", "unknown", "skipped")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+def _pk() -> Mapped[uuid.UUID]:
+    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+def _updated() -> Mapped[datetime]:
+    return mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow, nullable=False)
+
+
+def _profile_fk() -> Mapped[uuid.UUID]:
+    return mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False)
+
+
+class Profile(Base):
+    """A business: the tenant every other row belongs to."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[uuid.UUID] = _pk()
+    business_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
+    default_region: Mapped[str] = mapped_column(String(2), default="US")
+    booking_url: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class User(Base):
+    """A dashboard login of a profile (password stored as an Argon2 hash)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = _created()
+    last_login_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "profile_id"),)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; ``prefix`` identifies it to people."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    name: Mapped[str] = mapped_column(String(100), default="default")
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _created()
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "profile_id"),)
+
+
+class Agent(Base):
+    """A CONNEXT AI voice agent of a profile (its Vapi ids override the defaults)."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    vapi_assistant_id: Mapped[str | None] = mapped_column(String(100))
+    vapi_phone_number_id: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (Index(None, "profile_id"),)
+
+
+class Lead(Base):
+    """One contact a CONNEXT agent (or an import, or a campaign) recorded.
+
+    ``contact_key`` is the customer this lead belongs to: the normalized phone,
+    or for a lead with no phone its normalized e-mail.
+    """
+
+    __tablename__ = "leads"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    contact_key: Mapped[str] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default="New")
+    service_type: Mapped[str | None] = mapped_column(String(100))
+    notes: Mapped[str | None] = mapped_column(Text)
+    call_summary: Mapped[str | None] = mapped_column(Text)
+    call_transcript: Mapped[str | None] = mapped_column(Text)
+    recording_url: Mapped[str | None] = mapped_column(String(1000))
+    sentiment: Mapped[str | None] = mapped_column(String(32))
+    structured_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    duration: Mapped[int | None]
+    extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source: Mapped[str] = mapped_column(String(16), default="agent")
+    fingerprint: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        CheckConstraint(_in("status", LEAD_STATUSES), name="status"),
+        # targeting partitions a profile's leads by customer, newest first
+        Index(None, "profile_id", "contact_key", "created_at"),
+        Index(None, "profile_id", "created_at"),
+        # exact-duplicate detection on import
+        Index(None, "profile_id", "fingerprint", unique=True),
+    )
+
+
+class Campaign(Base):
+    """A re-engagement campaign (seed columns plus execution settings)."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    campaign_type: Mapped[str] = mapped_column(String(16))
+    outreach_method: Mapped[str] = mapped_column(String(8))
+    agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    scheduled_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    target_criteria: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message_template: Mapped[str | None] = mapped_column(Text)
+    call_script: Mapped[str | None] = mapped_column(Text)
+    email_subject: Mapped[str | None] = mapped_column(String(500))
+    sms_template: Mapped[str | None] = mapped_column(Text)
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timezone: Mapped[str] = mapped_column(String(64))
+    send_window: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rate_limit_per_minute: Mapped[int] = mapped_column(Integer, default=30)
+    max_concurrent_calls: Mapped[int] = mapped_column(Integer, default=3)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    attribution_days: Mapped[int] = mapped_column(Integer, default=14)
+    variants: Mapped[list[Any]] = mapped_column(default=list)
+    steps: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        CheckConstraint(_in("campaign_type", CAMPAIGN_TYPES), name="campaign_type"),
+        CheckConstraint(_in("outreach_method", OUTREACH_METHODS), name="outreach_method"),
+        CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
+        CheckConstraint("rate_limit_per_minute BETWEEN 1 AND 10000", name="rate_limit"),
+        CheckConstraint("max_concurrent_calls BETWEEN 1 AND 1000", name="max_concurrent_calls"),
+        CheckConstraint("max_attempts BETWEEN 1 AND 10", name="max_attempts"),
+        Index(None, "profile_id", "status"),
+        Index(None, "profile_id", "created_at"),
+        Index(None, "status", "scheduled_at"),
+    )
+
+
+class CampaignRecipient(Base):
+    """A customer in a campaign: their outreach state, outcome and work-queue slot."""
+
+    __tablename__ = "campaign_recipients"
+
+    id: Mapped[uuid.UUID] = _pk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    contact_key: Mapped[str] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    variant: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # work queue
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[datetime | None]
+    # outcome
+    last_channel: Mapped[str | None] = mapped_column(String(8))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime | None]
+    responded_at: Mapped[datetime | None]
+    converted: Mapped[bool] = mapped_column(Boolean, default=False)
+    converted_at: Mapped[datetime | None]
+    response_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        CheckConstraint(_in("status", RECIPIENT_STATUSES), name="status"),
+        # a customer is in a campaign at most once (selection is idempotent)
+        UniqueConstraint("campaign_id", "contact_key"),
+        Index(None, "campaign_id", "status"),
+        Index(None, "campaign_id", "next_attempt_at"),
+        # frequency cap and attribution: this customer's recent contacts
+        Index(None, "profile_id", "contact_key", "sent_at"),
+    )
+
+
+class CampaignResult(Base):
+    """The seed's counters of a campaign, kept equal to what its recipients say."""
+
+    __tablename__ = "campaign_results"
+
+    id: Mapped[uuid.UUID] = _pk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), unique=True)
+    total_recipients: Mapped[int] = mapped_column(Integer, default=0)
+    sent_count: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_count: Mapped[int] = mapped_column(Integer, default=0)
+    answered_count: Mapped[int] = mapped_column(Integer, default=0)
+    responded_count: Mapped[int] = mapped_column(Integer, default=0)
+    converted_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    opted_out_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+
+class OutreachAttempt(Base):
+    """One try of one step for one recipient.
+
+    Written with ``outcome`` NULL *before* the provider is called and completed
+    after; a row still NULL once its lease has expired is an attempt whose
+    outcome is unknown (the process died mid-call) and is reconciled with the
+    provider before anything is retried.  ``idempotency_key`` is the same for
+    every try of a step, so a provider that honours it never sends twice.
+    """
+
+    __tablename__ = "outreach_attempts"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    recipient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaign_recipients.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(16))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint(f"outcome IS NULL OR {_in('outcome', ATTEMPT_OUTCOMES)}", name="outcome"),
+        UniqueConstraint("recipient_id", "step", "attempt_no"),
+        Index(None, "provider", "provider_message_id"),
+        Index(None, "campaign_id", "started_at"),
+    )
+
+
+class OutreachEvent(Base):
+    """One thing a provider (or the sandbox, or a tracked link) told us.
+
+    ``(provider, provider_event_id)`` is unique, so a replayed webhook is a
+    no-op.  Events are stored first and applied afterwards (``processed_at``);
+    an event with ``occurred_at`` in the future is a simulated sandbox outcome
+    waiting for its time.
+    """
+
+    __tablename__ = "outreach_events"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    recipient_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaign_recipients.id", ondelete="CASCADE"))
+    step: Mapped[int | None] = mapped_column(Integer)
+    channel: Mapped[str | None] = mapped_column(String(8))
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_event_id: Mapped[str] = mapped_column(String(200))
+    provider_message_id: Mapped[str | None] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    occurred_at: Mapped[datetime] = _created()
+    received_at: Mapped[datetime] = _created()
+    processed_at: Mapped[datetime | None]
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_event_id"),
+        Index(None, "processed_at", "occurred_at"),
+        Index(None, "campaign_id", "occurred_at"),
+        Index(None, "recipient_id"),
+    )
+
+
+class OptOut(Base):
+    """A contact that must not be reached on ``channel`` (``all``: on any channel)."""
+
+    __tablename__ = "opt_outs"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    contact: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(8))
+    source: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint(_in("channel", OPT_OUT_CHANNELS), name="channel"),
+        CheckConstraint(_in("source", OPT_OUT_SOURCES), name="source"),
+        UniqueConstraint("profile_id", "contact", "channel"),
+        Index(None, "profile_id", "created_at"),
+    )
+
+
+class RateLimit(Base):
+    """Shared limiter state (GCRA): the theoretical arrival time of the next
+    permitted action for ``key``, in epoch seconds.  One row per campaign and per
+    provider; every scheduler process updates the same row atomically."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tat: Mapped[float] = mapped_column(Float, default=0.0)
+    blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _updated()

@@ -1,0 +1,84 @@
+"""The opt-out policy, in one place for every channel.
+
+An opt-out covers one normalized contact (phone or e-mail) of one profile on one
+channel, or on every channel (``all``).  It is checked when recipients are
+selected and again immediately before every send.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.contacts import ContactError, normalize_contact
+from core.db import utcnow
+from core.errors import Invalid, NotFound
+from core.models import OPT_OUT_CHANNELS, OPT_OUT_SOURCES, OptOut
+
+
+def is_opted_out(session: Session, *, profile_id: uuid.UUID, contact: str | None, channel: str) -> bool:
+    """Whether ``contact`` may not be reached on ``channel``."""
+    if not contact:
+        return False
+    return session.scalar(select(OptOut.id).where(
+        OptOut.profile_id == profile_id, OptOut.contact == contact, OptOut.channel.in_((channel, "all"))
+    ).limit(1)) is not None
+
+
+def record_opt_out(
+    session: Session, *, profile_id: uuid.UUID, contact: str, channel: str, source: str,
+    reason: str | None = None, campaign_id: uuid.UUID | None = None, region: str = "US",
+    now: datetime | None = None,
+) -> OptOut:
+    """Record that ``contact`` opted out of ``channel`` (idempotent: an existing
+    opt-out is returned unchanged).  Pending recipients it covers are marked
+    ``opted_out`` at their next send; the check at send time is what guarantees it."""
+    if channel not in OPT_OUT_CHANNELS:
+        raise Invalid(f"unknown channel '{channel}'; allowed: {', '.join(OPT_OUT_CHANNELS)}", field="channel")
+    if source not in OPT_OUT_SOURCES:
+        raise Invalid(f"unknown source '{source}'; allowed: {', '.join(OPT_OUT_SOURCES)}", field="source")
+    try:
+        normalized = normalize_contact(contact, region)
+    except ContactError as exc:
+        raise Invalid(str(exc), field="contact") from None
+    existing = session.scalars(select(OptOut).where(
+        OptOut.profile_id == profile_id, OptOut.contact == normalized, OptOut.channel == channel)).one_or_none()
+    if existing is not None:
+        return existing
+    opt_out = OptOut(id=uuid.uuid4(), profile_id=profile_id, contact=normalized, channel=channel, source=source,
+                     reason=reason, campaign_id=campaign_id, created_at=now or utcnow())
+    # a concurrent writer may record the same opt-out: the savepoint keeps our transaction usable
+    try:
+        with session.begin_nested():
+            session.add(opt_out)
+    except IntegrityError:  # the other writer's row stands
+        existing = session.scalars(select(OptOut).where(
+            OptOut.profile_id == profile_id, OptOut.contact == normalized, OptOut.channel == channel)).one()
+        return existing
+    return opt_out
+
+
+def list_opt_outs(session: Session, *, profile_id: uuid.UUID, search: str | None = None,
+                  limit: int = 50, offset: int = 0) -> tuple[list[OptOut], int]:
+    """A page of the profile's opt-outs, newest first, and their total."""
+    conds = [OptOut.profile_id == profile_id]
+    if search and search.strip():
+        conds.append(OptOut.contact.like("%" + search.strip().lower() + "%"))
+    total = session.scalar(select(func.count()).select_from(OptOut).where(*conds)) or 0
+    rows = session.scalars(select(OptOut).where(*conds).order_by(OptOut.created_at.desc(), OptOut.id)
+                           .limit(limit).offset(offset)).all()
+    return list(rows), int(total)
+
+
+def delete_opt_out(session: Session, *, profile_id: uuid.UUID, opt_out_id: uuid.UUID) -> None:
+    """Remove an opt-out (the customer asked to hear from the business again)."""
+    opt_out = session.scalars(select(OptOut).where(OptOut.id == opt_out_id, OptOut.profile_id == profile_id)
+                              ).one_or_none()
+    if opt_out is None:
+        raise NotFound("No such opt-out.", field="opt_out_id")
+    session.delete(opt_out)
+    session.flush()
