@@ -97,6 +97,14 @@ def get_profile(session: Session, *, profile_id: uuid.UUID) -> Profile:
     return profile
 
 
+def profile_for_login(session: Session, *, email: str) -> uuid.UUID:
+    """The business a login e-mail belongs to, or :class:`NotFound`."""
+    profile_id = session.scalar(select(User.profile_id).where(User.email == email.strip().lower()))
+    if profile_id is None:
+        raise NotFound(f"No login {email}.", field="email")
+    return profile_id
+
+
 def update_profile(session: Session, *, profile_id: uuid.UUID, business_name: str | None = None,
                    timezone: str | None = None, default_region: str | None = None, phone: str | None = None,
                    booking_url: str | None = None) -> Profile:

@@ -4,7 +4,7 @@
     python -m core create-profile --business-name N --email E [--password P] [--timezone TZ]
     python -m core create-agent --profile ID --name N [--vapi-assistant-id A] [--vapi-phone-number-id P]
     python -m core import-leads --profile ID [--agent ID] [--skip-invalid] FILE.csv
-    python -m core create-api-key --profile ID [--name N]
+    python -m core create-api-key (--profile ID | --email LOGIN) [--name N]
     python -m core revoke-api-key --profile ID --key-id K
     python -m core seed-demo [--if-empty]
 
@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     il.add_argument("file")
 
     ck = sub.add_parser("create-api-key", help="create another API key (shown once)")
-    ck.add_argument("--profile", required=True, type=_uuid)
+    who = ck.add_mutually_exclusive_group(required=True)
+    who.add_argument("--profile", type=_uuid)
+    who.add_argument("--email", help="the business's login e-mail, instead of its id")
     ck.add_argument("--name", default="default")
 
     rk = sub.add_parser("revoke-api-key", help="revoke an API key")
@@ -102,8 +104,9 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
                                         skip_invalid=args.skip_invalid)
             return report.as_dict(), 1 if report.rejected and not args.skip_invalid else 0
         if args.command == "create-api-key":
-            accounts.get_profile(session, profile_id=args.profile)
-            row, key = accounts.create_api_key(session, profile_id=args.profile, name=args.name)
+            profile_id = args.profile or accounts.profile_for_login(session, email=args.email)
+            accounts.get_profile(session, profile_id=profile_id)
+            row, key = accounts.create_api_key(session, profile_id=profile_id, name=args.name)
             return {"api_key_id": str(row.id), "api_key": key}, 0
         if args.command == "revoke-api-key":
             row = accounts.revoke_api_key(session, profile_id=args.profile, key_id=args.key_id)

@@ -45,6 +45,24 @@ RECIPIENT_STATUSES = ("pending", "queued", "sent", "delivered", "answered", "fai
 OPT_OUT_CHANNELS = ("call", "email", "sms", "all")
 OPT_OUT_SOURCES = ("sms_stop", "unsubscribe_link", "call_request", "bounce", "complaint", "manual")
 STEP_CONDITIONS = ("always", "no_response", "not_answered")
+# normalized event types in outreach_events, whatever the provider (the timeline's vocabulary)
+EVENT_TYPES = (
+    "sent",              # the provider accepted a send / a call was placed
+    "delivered",         # e-mail or SMS delivered; voicemail left
+    "delivery_delayed",
+    "opened",            # e-mail opened (not a response: mail clients pre-open)
+    "clicked",           # e-mail link clicked (a response)
+    "answered",          # call answered by the customer
+    "not_answered",      # call not answered / busy
+    "replied",           # inbound SMS reply (a response)
+    "converted",         # booked / successful outcome; a new lead was created
+    "bounced",           # e-mail bounced
+    "complained",        # e-mail marked as spam
+    "failed",            # the provider could not deliver (reason in payload)
+    "opted_out",         # the customer asked to stop on this channel
+    "opted_in",          # the customer asked to hear from the business again (SMS START)
+    "status",            # any other provider status change worth keeping
+)
 ATTEMPT_OUTCOMES = ("accepted", "retryable", "permanent", "opted_out", "quota", "unknown", "skipped")
 
 
