@@ -1,0 +1,1 @@
+"""Channel adapters: Vapi calls, Resend e-mail, Twilio SMS, and the sandbox."""
