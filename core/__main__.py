@@ -2,4 +2,5 @@
 
 from core.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # also imported, not run, by worker processes of a big lead import
+    raise SystemExit(main())

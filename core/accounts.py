@@ -11,7 +11,9 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from contextlib import suppress
 from datetime import datetime
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -27,7 +29,6 @@ from core.schemas import check_timezone
 _hasher = PasswordHasher()
 KEY_PREFIX = "cx_"
 MIN_PASSWORD = 8
-_DUMMY_HASH = _hasher.hash("not a real password")
 
 
 def _hash_key(key: str) -> str:
@@ -136,10 +137,8 @@ def verify_login(session: Session, *, email: str, password: str) -> User | None:
     user = session.scalars(select(User).where(User.email == email.strip().lower())).one_or_none()
     if user is None:
         # spend the same time as a real check so a wrong e-mail is not distinguishable
-        try:
-            _hasher.verify(_DUMMY_HASH, password)
-        except VerificationError:
-            pass
+        with suppress(VerificationError):
+            _hasher.verify(_dummy_hash(), password)
         return None
     try:
         _hasher.verify(user.password_hash, password)
@@ -148,6 +147,11 @@ def verify_login(session: Session, *, email: str, password: str) -> User | None:
     user.last_login_at = utcnow()
     return user
 
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return _hasher.hash("not a real password")
 
 
 def set_password(session: Session, *, user_id: uuid.UUID, password: str) -> None:

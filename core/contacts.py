@@ -19,16 +19,27 @@ class ContactError(ValueError):
     """A phone number or e-mail address that cannot be used (the message says why)."""
 
 
-@lru_cache(maxsize=500_000)
+_PUNCTUATION = str.maketrans("", "", " ()-./\t")
+
+
 def normalize_phone(raw: str, region: str = "US") -> str:
     """``raw`` as E.164 (``+12015550123``), or :class:`ContactError`."""
     text = raw.strip()
+    # "(201) 555-0143" and "201-555-0143" are one number: parse each spelling once
+    e164 = _normalize_phone(text.translate(_PUNCTUATION) or text, region)
+    if e164 is None:
+        raise ContactError(f"{text!r} is not a valid phone number (region {region})")
+    return e164
+
+
+@lru_cache(maxsize=500_000)
+def _normalize_phone(text: str, region: str) -> str | None:
     try:
         number = phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ContactError(f"{text!r} is not a phone number") from exc
+    except phonenumbers.NumberParseException:
+        return None
     if not phonenumbers.is_valid_number(number):
-        raise ContactError(f"{text!r} is not a valid phone number (region {region})")
+        return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
