@@ -13,8 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, create_engine, event
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import JSON, DateTime, Engine, any_, bindparam, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -112,6 +112,15 @@ def dialect_insert(session: Session, model: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return pg_insert(model)
     return sqlite_insert(model)
+
+
+def in_values(session: Session, column: Any, values: Any) -> Any:
+    """``column IN (values)``; on PostgreSQL spelled ``column = ANY(:array)``, so the
+    statement's text, and the driver's parse of it, do not change with the number of values."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 # --- engines and sessions ------------------------------------------------------

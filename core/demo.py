@@ -1,6 +1,14 @@
 """The demo business ``make run`` starts with: a salon with two years of lead
 history from its CONNEXT voice agents — repeat customers, dormant ones,
-e-mail-only and phone-only customers, a few opt-outs — and sample campaigns.
+e-mail-only and phone-only customers, a few opt-outs — and sample campaigns:
+
+- a win-back e-mail campaign that ran three weeks ago, with its whole history
+  (sends, deliveries, opens, clicks, bookings), produced by running the real
+  scheduler code with a simulated clock against the sandbox channels, so the
+  analytics have data on the first day;
+- a sandbox e-mail campaign scheduled a minute and a half after seeding, which the
+  scheduler starts and finishes by itself while you watch;
+- three drafts (e-mail with an A/B test, calls, SMS) to explore.
 
 Deterministic (fixed random seed) and relative to today, so the demo always
 has customers who went quiet six months ago.
@@ -26,8 +34,20 @@ DEMO_EMAIL = "demo@bellavista.example"
 DEMO_PASSWORD = "bellavista-demo"
 BUSINESS = "Bella Vista Salon & Spa"
 
-FIRST = ["Olivia", "Emma", "Ava", "Sophia", "Isabella", "Mia", "Charlotte", "Amelia", "Harper", "Evelyn", "Liam", "Noah", "Oliver", "Elijah", "James", "William", "Benjamin", "Lucas", "Henry", "Theodore", "Grace", "Chloe", "Zoe", "Lily", "Nora", "Hannah", "Layla", "Aria", "Ella", "Scarlett", "Mateo", "Leo", "Jack", "Levi", "Ethan", "Daniel", "Sofia", "Camila", "Valentina", "Priya", "Aisha", "Mei", "Yuki", "Fatima", "Diego", "Rafael", "Omar", "Kofi", "Ines", "Marta"]
-LAST = ["Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Patel", "Kim", "Chen", "Okafor", "Rossi", "Novak"]
+FIRST = [
+    "Olivia", "Emma", "Ava", "Sophia", "Isabella", "Mia", "Charlotte", "Amelia", "Harper", "Evelyn", "Liam",
+    "Noah", "Oliver", "Elijah", "James", "William", "Benjamin", "Lucas", "Henry", "Theodore", "Grace", "Chloe",
+    "Zoe", "Lily", "Nora", "Hannah", "Layla", "Aria", "Ella", "Scarlett", "Mateo", "Leo", "Jack", "Levi",
+    "Ethan", "Daniel", "Sofia", "Camila", "Valentina", "Priya", "Aisha", "Mei", "Yuki", "Fatima", "Diego",
+    "Rafael", "Omar", "Kofi", "Ines", "Marta"
+]
+LAST = [
+    "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller", "Davis", "Rodriguez", "Martinez",
+    "Hernandez", "Lopez", "Gonzalez", "Wilson", "Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin",
+    "Lee", "Perez", "Thompson", "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker",
+    "Young", "Allen", "King", "Wright", "Scott", "Torres", "Nguyen", "Hill", "Flores", "Patel", "Kim", "Chen",
+    "Okafor", "Rossi", "Novak"
+]
 SERVICES = ("Haircut", "Color", "Highlights", "Blowout", "Manicure", "Pedicure", "Facial", "Massage")
 SERVICE_WEIGHTS = (30, 14, 8, 10, 12, 8, 9, 9)
 # area codes across four US time zones (and one that spans two: 208)
@@ -51,6 +71,15 @@ WINBACK_CALL = (
     "seen you since {last_visit_date|a while}, and we'd love to welcome you back with {promotion}. "
     "Would you like me to book an appointment for you?"
 )
+SPRING_EMAIL = (
+    "Hi {first_name|there},\n\n"
+    "Spring is the perfect time to refresh your look. Book any color service at {business_name} this month "
+    "and enjoy {promotion}.\n\n"
+    "Book online at https://bellavista.example/book or simply reply to this e-mail.\n\n"
+    "{business_name}"
+)
+HISTORY_AGO = timedelta(days=21)
+SCHEDULED_AFTER = timedelta(seconds=90)
 FEEDBACK_SMS = (
     "Hi {first_name|there}, it's {business_name}. How was your last {service_type|visit}? Reply with a number "
     "from 1 to 5 - we read every answer."
@@ -130,6 +159,17 @@ def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None 
         record_opt_out(session, profile_id=profile.id, contact=contact, channel=channel, source=source,
                        reason=reason, now=now - timedelta(days=rng.randint(20, 200)))
 
+    history = _past_campaign(session, profile_id=profile.id, now=now)
+    scheduled = create_campaign(session, profile_id=profile.id, data={
+        "name": "Spring color refresh", "campaign_type": "promotional", "outreach_method": "email",
+        "description": "Runs by itself a minute and a half after the demo was set up (sandbox e-mail).",
+        "target_criteria": {"last_contact_days": 45, "service_type": ["Color", "Highlights"],
+                            "exclude_contacted_within_days": 14},
+        "email_subject": "{first_name|Hi}, spring is here at {business_name}",
+        "message_template": SPRING_EMAIL, "variables": {"promotion": "a free gloss with any color service"},
+        "send_window": {"start": "00:00", "end": "24:00"}, "rate_limit_per_minute": 120,
+        "scheduled_at": (now + SCHEDULED_AFTER).isoformat(), "status": "scheduled",
+    }, now=now)
     create_campaign(session, profile_id=profile.id, data={
         "name": "Win back dormant regulars", "campaign_type": "winback", "outreach_method": "email",
         "description": "Customers who have not been in for six months or more.",
@@ -157,4 +197,50 @@ def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None 
         "seeded": True, "profile_id": str(profile.id), "api_key": api_key,
         "login": {"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
         "customers": len({lead.contact_key for lead in leads}), "leads": len(leads),
+        "past_campaign_id": str(history), "scheduled_campaign_id": str(scheduled.id),
+        "scheduled_at": scheduled.scheduled_at.isoformat() if scheduled.scheduled_at else None,
     }
+
+
+def _past_campaign(session: Session, *, profile_id: uuid.UUID, now: datetime) -> uuid.UUID:
+    """A campaign that ran three weeks ago, produced by the real engine.
+
+    The scheduler's own code (selection, start, dispatch passes, sandbox
+    outcomes applied as events, completion) runs against the seeding
+    transaction with a simulated clock: every recipient, attempt, event,
+    conversion and counter is what a real run of the sandbox makes.  Provider
+    credentials are ignored here: history is always simulated.
+    """
+    from sqlalchemy.orm import sessionmaker
+
+    from core.campaigns import start_campaign
+    from core.config import get_settings
+    from core.scheduling import tick
+
+    started = now - HISTORY_AGO
+    campaign = create_campaign(session, profile_id=profile_id, data={
+        "name": "Autumn win-back", "campaign_type": "winback", "outreach_method": "email",
+        "description": "Customers who had not been in for four months. Sent three weeks ago.",
+        "target_criteria": {"last_contact_days": 120, "status": "Closed"},
+        "email_subject": "We miss you, {first_name|friend}!", "message_template": WINBACK_EMAIL,
+        "variables": {"promotion": "15% off"}, "send_window": {"start": "08:00", "end": "20:00"},
+        "rate_limit_per_minute": 600,
+        "variants": [{"name": "A", "weight": 1},
+                     {"name": "B", "weight": 1, "email_subject": "{first_name|Hi}, 15% off your next visit"}],
+    }, now=started - timedelta(days=2))
+    start_campaign(session, profile_id=profile_id, campaign_id=campaign.id, now=started)
+    session.flush()
+    # the engine's transactions become savepoints of the seeding transaction
+    factory = sessionmaker(bind=session.connection(), join_transaction_mode="create_savepoint",
+                           expire_on_commit=False)
+    # slow, spread-out outcomes (a day of opens and bookings) and no live provider, ever
+    settings = get_settings().model_copy(update={
+        "resend_api_key": None, "vapi_api_key": None, "twilio_auth_token": None, "sandbox_speed": 0.1,
+        "resend_max_per_second": 1000.0, "scheduler_batch_size": 200})
+    offsets = [timedelta(seconds=s) for s in (0, 5, 10, 20, 40, 60, 120)]
+    offsets += [timedelta(minutes=m) for m in (10, 30, 60, 120, 240, 480)]
+    offsets += [timedelta(hours=h) for h in (12, 24, 36, 48, 72)]
+    for offset in offsets:
+        tick(factory, now=started + offset, worker="demo-history", settings=settings, concurrency=1)
+    session.expire_all()
+    return campaign.id

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -349,12 +350,18 @@ class OutreachAttempt(Base):
     worker: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None]
+    # when the attempt's work ended: at once for e-mail, SMS and failures; for an
+    # accepted call only when its end is reported (until then it counts as in progress)
+    completed_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint(f"outcome IS NULL OR {_in('outcome', ATTEMPT_OUTCOMES)}", name="outcome"),
         UniqueConstraint("recipient_id", "step", "attempt_no"),
         Index(None, "provider", "provider_message_id"),
         Index(None, "campaign_id", "started_at"),
+        # the few open attempts (in flight, or calls in progress)
+        Index("ix_outreach_attempts_open", "channel", "campaign_id",
+              postgresql_where=text("completed_at IS NULL"), sqlite_where=text("completed_at IS NULL")),
     )
 
 

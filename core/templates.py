@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from core.errors import FieldError, Invalid
@@ -40,6 +41,12 @@ class Placeholder:
 
 def placeholders(template: str) -> list[Placeholder]:
     """The placeholders of ``template``; :class:`ValueError` on a stray brace."""
+    return list(_parsed(template))
+
+
+# a campaign renders the same few templates for every recipient: parse each once
+@lru_cache(maxsize=256)
+def _parsed(template: str) -> tuple[Placeholder, ...]:
     found: list[Placeholder] = []
     pos = 0
     for match in _PLACEHOLDER.finditer(template):
@@ -47,7 +54,7 @@ def placeholders(template: str) -> list[Placeholder]:
         found.append(Placeholder(match.group(1), match.group(2), match.start(), match.end()))
         pos = match.end()
     _check_literal(template, pos, len(template))
-    return found
+    return tuple(found)
 
 
 def _check_literal(template: str, start: int, end: int) -> None:

@@ -1,1 +1,71 @@
-"""Channel adapters: Vapi calls, Resend e-mail, Twilio SMS, and the sandbox."""
+"""Channel adapters: Vapi calls, Resend e-mail, Twilio SMS, and the sandbox.
+
+:func:`get_channel` is the registry: the live adapter of a channel when its
+credentials are set (``Settings.channel_live``), otherwise the sandbox adapter
+of that channel, which simulates the provider offline.  Live adapters are
+constructed with the settings (``Adapter(settings)``) and imported only when
+needed, so a process without a provider's SDK still runs in sandbox mode.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.channels.base import Channel
+from core.config import Settings, get_settings
+from core.errors import DomainError, Invalid
+from core.models import CHANNELS
+
+# channel → (module, class, what the person should know when it is missing)
+LIVE_ADAPTERS: dict[str, tuple[str, str, str]] = {
+    "email": ("core.channels.resend_email", "ResendChannel", "e-mail (Resend)"),
+    "call": ("core.channels.vapi", "VapiChannel", "call (Vapi)"),
+    "sms": ("core.channels.twilio_sms", "TwilioChannel", "SMS (Twilio)"),
+}
+
+
+def send_timeout(settings: Settings) -> float:
+    """How long one provider request may take, for every adapter: far shorter than a
+    scheduler lease, so a process that lost its lease is no longer talking to a provider."""
+    return max(2.0, min(20.0, settings.scheduler_lease_seconds / 4))
+
+
+class AdapterMissing(DomainError):
+    """Credentials are set for a channel whose live adapter is not part of this installation."""
+
+    status_code = 503
+
+
+def get_channel(channel: str, settings: Settings | None = None, *,
+                factory: sessionmaker[Session] | None = None) -> Channel:
+    """The adapter that sends on ``channel``: live when its credentials are set, else sandbox.
+
+    ``factory`` is the database the sandbox records its simulated outcomes in
+    (default: the process's ``DATABASE_URL``); live adapters do not use it.
+    """
+    if channel not in CHANNELS:
+        raise Invalid(f"unknown channel '{channel}'; allowed: {', '.join(CHANNELS)}", field="channel")
+    settings = settings or get_settings()
+    if settings.channel_live(channel):
+        module_name, class_name, label = LIVE_ADAPTERS[channel]
+        try:
+            module = importlib.import_module(module_name)
+            adapter_class: Any = getattr(module, class_name)
+        except (ImportError, AttributeError):
+            raise AdapterMissing(
+                f"The live {label} adapter is not installed, but its credentials are set. Remove them to use "
+                f"the sandbox, or install the adapter.", field="channel") from None
+        adapter: Channel = adapter_class(settings)
+        return adapter
+    from core.channels.sandbox import SandboxChannel
+
+    return SandboxChannel(channel, settings=settings, factory=factory)
+
+
+def channel_modes(settings: Settings | None = None) -> dict[str, str]:
+    """``{"call": "live"|"sandbox", "email": …, "sms": …}`` for the dashboard sidebar and logs."""
+    settings = settings or get_settings()
+    return {ch: "live" if settings.channel_live(ch) else "sandbox" for ch in CHANNELS}

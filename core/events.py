@@ -1,0 +1,315 @@
+"""Provider events: the one path by which what a provider tells us changes a recipient.
+
+Webhooks (Vapi, Twilio, Resend), the sandbox's simulated outcomes and the
+dispatcher's own "sent" records all go through here:
+
+1. :func:`record_event` stores the event in ``outreach_events``
+   (``INSERT … ON CONFLICT DO NOTHING`` on ``(provider, provider_event_id)``, so
+   a replayed webhook is stored once and changes nothing the second time);
+2. :func:`apply_event` applies it to its recipient and marks it processed;
+3. :func:`process_due_events` applies stored events whose time has come,
+   oldest first, each in its own short transaction (the scheduler calls it every
+   tick; a sandbox outcome dated in the future waits for its time).
+
+Normalized payload keys (the parsers of each provider's webhook fill them):
+``error`` (why it failed), ``bounce_type`` (``Permanent``/``Transient``),
+``text`` (an SMS reply), ``url`` (a clicked link), ``source`` (opt-out source
+for e-mail), and for calls ``ended_reason``, ``transcript``, ``summary``,
+``recording_url``, ``structured_data``, ``cost``, ``duration_seconds``.
+
+Recipient status only moves forward, ``pending < queued < sent < delivered <
+answered``; ``failed`` and ``opted_out`` are terminal outcomes.  Timestamps
+are set the first time only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.db import dialect_insert, utcnow
+from core.errors import Invalid
+from core.models import EVENT_TYPES, Campaign, CampaignRecipient, Lead, OutreachAttempt, OutreachEvent
+from core.optouts import record_opt_out
+from core.results import refresh_campaign_results
+
+log = logging.getLogger(__name__)
+
+RANK = {"pending": 0, "queued": 1, "sent": 2, "delivered": 3, "answered": 4}
+TERMINAL = ("failed", "opted_out")
+# events that end a call (it stops counting against the concurrency limits)
+CALL_END = ("answered", "not_answered", "delivered", "failed")
+CALL_ARTEFACTS = ("transcript", "summary", "recording_url", "structured_data", "ended_reason", "cost",
+                  "duration_seconds", "success")
+# transient database conditions: leave the event for the next round instead of marking it failed
+_RETRY_LATER_CODES = {"40001", "40P01", "55P03"}
+
+
+def record_event(
+    session: Session, *, provider: str, provider_event_id: str, type: str, occurred_at: datetime,
+    provider_message_id: str | None = None, recipient_id: uuid.UUID | None = None,
+    campaign_id: uuid.UUID | None = None, profile_id: uuid.UUID | None = None, step: int | None = None,
+    channel: str | None = None, payload: dict[str, Any] | None = None, received_at: datetime | None = None,
+) -> bool:
+    """Store one provider event; ``False`` when it was already stored (a replay)."""
+    if type not in EVENT_TYPES:
+        raise Invalid(f"unknown event type '{type}'; allowed: {', '.join(EVENT_TYPES)}", field="type")
+    if occurred_at.tzinfo is None:
+        raise Invalid("the event time needs a time zone", field="occurred_at")
+    table = OutreachEvent.__table__
+    stmt = dialect_insert(session, table).values(
+        id=uuid.uuid4(), provider=provider, provider_event_id=provider_event_id[:200], type=type,
+        occurred_at=occurred_at, received_at=received_at or utcnow(), provider_message_id=provider_message_id,
+        recipient_id=recipient_id, campaign_id=campaign_id, profile_id=profile_id, step=step, channel=channel,
+        payload=payload or {},
+    ).on_conflict_do_nothing(index_elements=["provider", "provider_event_id"]).returning(table.c.id)
+    return session.execute(stmt).first() is not None
+
+
+def _resolve(session: Session, event: OutreachEvent) -> CampaignRecipient | None:
+    """The recipient an event is about (locked), filling in what the event did not say."""
+    if event.recipient_id is None and event.provider_message_id:
+        row = session.execute(
+            select(OutreachAttempt.recipient_id, OutreachAttempt.campaign_id, OutreachAttempt.profile_id,
+                   OutreachAttempt.step, OutreachAttempt.channel)
+            .where(OutreachAttempt.provider == event.provider,
+                   OutreachAttempt.provider_message_id == event.provider_message_id)
+            .order_by(OutreachAttempt.started_at.desc()).limit(1)
+        ).first()
+        if row is not None:
+            event.recipient_id, event.campaign_id, event.profile_id = row[0], row[1], row[2]
+            event.step = row[3] if event.step is None else event.step
+            event.channel = event.channel or row[4]
+    if event.recipient_id is None:
+        return None
+    recipient = session.get(CampaignRecipient, event.recipient_id, with_for_update=True, populate_existing=True)
+    if recipient is not None:
+        event.campaign_id = event.campaign_id or recipient.campaign_id
+        event.profile_id = event.profile_id or recipient.profile_id
+        if event.step is None:
+            event.step = recipient.step
+    return recipient
+
+
+def _advance(recipient: CampaignRecipient, status: str) -> None:
+    if recipient.status in RANK and RANK[status] > RANK[recipient.status]:
+        recipient.status = status
+
+
+def _merge(recipient: CampaignRecipient, values: dict[str, Any]) -> None:
+    if values:
+        # a new dict, so the JSON column is seen as changed
+        recipient.response_data = {**(recipient.response_data or {}), **values}
+
+
+def _reason(payload: dict[str, Any], default: str) -> str:
+    for key in ("error", "reason", "message", "ended_reason"):
+        value = payload.get(key)
+        if value:
+            return str(value)[:2000]
+    return default
+
+
+def _got_through_elsewhere(session: Session, recipient: CampaignRecipient, step: int | None) -> bool:
+    """Whether another step of this recipient was accepted by its provider."""
+    return bool(session.scalar(select(exists().where(
+        OutreachAttempt.recipient_id == recipient.id, OutreachAttempt.outcome == "accepted",
+        OutreachAttempt.step != (step if step is not None else -1)))))
+
+
+def _fail(session: Session, recipient: CampaignRecipient, event: OutreachEvent, reason: str) -> None:
+    recipient.error_message = reason
+    if recipient.status in TERMINAL:
+        return
+    # a multi-channel recipient still has steps to go, or another step got through: not a failure yet
+    if recipient.next_attempt_at is not None or _got_through_elsewhere(session, recipient, event.step):
+        return
+    recipient.status = "failed"
+
+
+def _opt_out(session: Session, recipient: CampaignRecipient, *, channel: str, source: str, reason: str,
+             now: datetime) -> None:
+    contact = recipient.customer_email if channel == "email" else recipient.customer_phone
+    if contact:
+        record_opt_out(session, profile_id=recipient.profile_id, contact=contact, channel=channel, source=source,
+                       reason=reason, campaign_id=recipient.campaign_id, now=now)
+
+
+def _conversion_lead(session: Session, recipient: CampaignRecipient, event: OutreachEvent) -> None:
+    """The new lead a conversion creates: one per recipient, however often it is reported."""
+    campaign = session.get(Campaign, recipient.campaign_id)
+    service = event.payload.get("service_type")
+    if not service and recipient.lead_id is not None:
+        service = session.scalar(select(Lead.service_type).where(Lead.id == recipient.lead_id))
+    when = event.occurred_at
+    name = campaign.name if campaign else "a campaign"
+    fingerprint = hashlib.sha1(f"campaign-conversion\x1f{recipient.id}".encode()).hexdigest()
+    session.execute(dialect_insert(session, Lead).values(
+        id=uuid.uuid4(), profile_id=recipient.profile_id, agent_id=campaign.agent_id if campaign else None,
+        campaign_id=recipient.campaign_id, contact_key=recipient.contact_key, customer_name=recipient.customer_name,
+        customer_phone=recipient.customer_phone, customer_email=recipient.customer_email, status="New",
+        service_type=service, notes=f"Won back by the campaign '{name}'"[:10_000],
+        call_summary=event.payload.get("summary"), call_transcript=event.payload.get("transcript"),
+        recording_url=event.payload.get("recording_url"), structured_data=event.payload.get("structured_data") or {},
+        extra={"recipient_id": str(recipient.id)}, source="campaign", fingerprint=fingerprint,
+        created_at=when, updated_at=when,
+    ).on_conflict_do_nothing(index_elements=["profile_id", "fingerprint"]))
+
+
+def _end_call(session: Session, event: OutreachEvent, when: datetime) -> None:
+    """The call this event reports the end of no longer counts as in progress."""
+    a = OutreachAttempt
+    if event.provider_message_id:
+        cond = [a.provider == event.provider, a.provider_message_id == event.provider_message_id]
+    elif event.recipient_id is not None and event.step is not None:
+        cond = [a.recipient_id == event.recipient_id, a.step == event.step]
+    else:
+        return
+    session.execute(update(a).where(*cond, a.channel == "call", a.completed_at.is_(None))
+                    .values(completed_at=when))
+
+
+def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None = None,
+                refresh: bool = True) -> None:
+    """Apply a stored event to its recipient and mark it processed.
+
+    An event about a message we do not know is marked processed with no effect.
+    With ``refresh`` the campaign's stored results are recounted afterwards.
+    """
+    now = now or utcnow()
+    if event.processed_at is not None:
+        return
+    recipient = _resolve(session, event)
+    event.processed_at = now
+    if recipient is None:
+        event.error_message = "no recipient for this message: ignored"
+        return
+    p = event.payload or {}
+    when = event.occurred_at
+    kind = event.type
+    channel = event.channel or recipient.last_channel
+
+    if channel == "call" and kind in CALL_END:
+        _end_call(session, event, when)
+    artefacts = {k: p[k] for k in CALL_ARTEFACTS if p.get(k) not in (None, "", {}, [])}
+
+    if kind == "sent":
+        recipient.sent_at = recipient.sent_at or when
+        _advance(recipient, "sent")
+    elif kind == "delivered":
+        recipient.sent_at = recipient.sent_at or when
+        recipient.delivered_at = recipient.delivered_at or when
+        _advance(recipient, "delivered")
+        _merge(recipient, artefacts)
+    elif kind == "answered":
+        recipient.sent_at = recipient.sent_at or when
+        recipient.delivered_at = recipient.delivered_at or when
+        recipient.answered_at = recipient.answered_at or when
+        _advance(recipient, "answered")
+        _merge(recipient, artefacts)
+    elif kind == "not_answered":
+        _merge(recipient, {**artefacts, "ended_reason": p.get("ended_reason") or "not answered"})
+    elif kind == "opened":
+        if not (recipient.response_data or {}).get("opened_at"):
+            _merge(recipient, {"opened_at": when.isoformat()})
+    elif kind == "clicked":
+        recipient.responded_at = recipient.responded_at or when
+        if p.get("url") and not (recipient.response_data or {}).get("clicked_url"):
+            _merge(recipient, {"clicked_url": p["url"]})
+    elif kind == "replied":
+        recipient.responded_at = recipient.responded_at or when
+        replies = list((recipient.response_data or {}).get("replies") or [])
+        if p.get("text"):
+            replies.append({"text": str(p["text"])[:1600], "at": when.isoformat()})
+        _merge(recipient, {"reply": p.get("text"), "replies": replies[-20:]} if p.get("text") else {})
+    elif kind == "converted":
+        recipient.responded_at = recipient.responded_at or when
+        if not recipient.converted:
+            recipient.converted = True
+            recipient.converted_at = when
+        _merge(recipient, artefacts)
+        _conversion_lead(session, recipient, event)
+    elif kind in ("bounced", "failed", "complained"):
+        default = {"bounced": "the e-mail bounced", "failed": "the provider could not deliver it",
+                   "complained": "the customer marked the e-mail as spam"}[kind]
+        reason = _reason(p, default)
+        _merge(recipient, artefacts)
+        if kind == "bounced" and str(p.get("bounce_type", "")).lower() == "permanent":
+            _opt_out(session, recipient, channel="email", source="bounce", reason=reason, now=when)
+        if kind == "complained":
+            _opt_out(session, recipient, channel="email", source="complaint", reason=reason, now=when)
+        _fail(session, recipient, event, reason)
+    elif kind == "opted_out":
+        ch = channel or "all"
+        source = {"sms": "sms_stop", "call": "call_request"}.get(ch) or p.get("source") or "unsubscribe_link"
+        reason = _reason(p, "the customer asked not to be contacted again")
+        _merge(recipient, artefacts)
+        _opt_out(session, recipient, channel=ch if ch in ("call", "email", "sms") else "all", source=source,
+                 reason=reason, now=when)
+        recipient.status = "opted_out"
+        recipient.next_attempt_at = None  # nothing more for this customer in this campaign
+    elif kind == "delivery_delayed":
+        _merge(recipient, {"delivery_delayed_at": when.isoformat()})
+    # "opted_in" and "status" are kept for the timeline only
+    recipient.updated_at = now
+    if refresh:
+        session.flush()
+        refresh_campaign_results(session, campaign_id=recipient.campaign_id)
+
+
+def _retry_later(exc: BaseException) -> bool:
+    if isinstance(exc, OperationalError):
+        return True
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and code in _RETRY_LATER_CODES
+
+
+def process_due_events(factory: sessionmaker[Session], *, now: datetime | None = None, limit: int = 2000) -> int:
+    """Apply stored events whose time has come (oldest first), each in its own
+    transaction; returns how many were processed.  Safe with several processes:
+    an event is claimed with ``FOR UPDATE SKIP LOCKED``."""
+    now = now or utcnow()
+    done = 0
+    campaigns: set[uuid.UUID] = set()
+    e = OutreachEvent
+    while done < limit:
+        with factory() as session:
+            try:
+                with session.begin():
+                    event = session.scalars(
+                        select(e).where(e.processed_at.is_(None), e.occurred_at <= now)
+                        .order_by(e.occurred_at, e.id).limit(1).with_for_update(skip_locked=True)
+                    ).first()
+                    if event is None:
+                        break
+                    try:
+                        with session.begin_nested():
+                            apply_event(session, event, now=now, refresh=False)
+                    except Exception as exc:
+                        if _retry_later(exc):
+                            raise
+                        log.exception("event %s (%s %s): could not be applied", event.id, event.provider,
+                                      event.type)
+                        event.processed_at = now
+                        event.error_message = f"could not be applied: {exc}"[:2000]
+                    if event.campaign_id is not None:
+                        campaigns.add(event.campaign_id)
+                    log.debug("event %s %s applied to recipient %s of campaign %s", event.provider, event.type,
+                              event.recipient_id, event.campaign_id)
+            except Exception as exc:
+                if not _retry_later(exc):
+                    raise
+                log.warning("events: the database asked to retry (%s); the rest waits for the next tick", exc)
+                break
+        done += 1
+    for campaign_id in campaigns:
+        with factory() as session, session.begin():
+            refresh_campaign_results(session, campaign_id=campaign_id)
+    return done
