@@ -244,6 +244,9 @@ def update_campaign(session: Session, *, profile_id: uuid.UUID, campaign_id: uui
     target = changes.pop("status", None)
     campaign = get_campaign(session, profile_id=profile_id, campaign_id=campaign_id, for_update=True)
     now = now or utcnow()
+    # an illegal status change is refused as such (409), before any other field is judged
+    if target is not None and target != campaign.status and not can_transition(campaign.status, target):
+        raise _illegal(campaign, target)
 
     for key in ("campaign_type", "outreach_method", "name", "rate_limit_per_minute", "max_concurrent_calls",
                 "max_attempts", "timezone", "send_window"):

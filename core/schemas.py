@@ -9,7 +9,7 @@ at several fields or at the database live in ``core.campaigns``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
@@ -82,10 +82,12 @@ class Variant(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, description="Short label, unique in the campaign.")
     weight: int = Field(1, ge=1, le=1000, description="Share of recipients, relative to the other variants.")
-    email_subject: str | None = Field(None, max_length=500)
-    message_template: str | None = Field(None, max_length=TEMPLATE_MAX)
-    call_script: str | None = Field(None, max_length=TEMPLATE_MAX)
-    sms_template: str | None = Field(None, max_length=TEMPLATE_MAX)
+    email_subject: str | None = Field(None, max_length=500, description="Subject line for this variant's e-mails.")
+    message_template: str | None = Field(None, max_length=TEMPLATE_MAX,
+                                         description="E-mail body or SMS text for this variant.")
+    call_script: str | None = Field(None, max_length=TEMPLATE_MAX, description="Call opening for this variant.")
+    sms_template: str | None = Field(None, max_length=TEMPLATE_MAX,
+                                     description="SMS text of SMS steps (multi) for this variant.")
 
     @field_validator("name")
     @classmethod
@@ -102,7 +104,7 @@ class Step(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"channel": "call", "delay_hours": 48, "condition": "no_response"}]})
 
-    channel: Channel
+    channel: Channel = Field(description="How this step reaches the customer: call, email or sms.")
     delay_hours: float = Field(0, ge=0, le=24 * 60, description="Hours after the previous step (the first: after start).")
     condition: Literal["always", "no_response", "not_answered"] = Field(
         "always", description="Run only if the customer has not responded / no call was answered so far.")
@@ -122,10 +124,12 @@ class CampaignFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    name: str | None = Field(None, min_length=1, max_length=200, examples=["Holiday win-back"])
-    description: str | None = Field(None, max_length=5000)
-    campaign_type: CampaignType | None = None
-    outreach_method: OutreachMethod | None = None
+    name: str | None = Field(None, min_length=1, max_length=200, description="What staff call the campaign.",
+                             examples=["Holiday win-back"])
+    description: str | None = Field(None, max_length=5000, description="Notes for staff; never sent.")
+    campaign_type: CampaignType | None = Field(None, description="winback, followup, promotional or feedback.")
+    outreach_method: OutreachMethod | None = Field(
+        None, description="call, email, sms, or multi (a sequence of steps over several channels).")
     agent_id: uuid.UUID | None = Field(None, description="The voice agent whose identity calls use.")
     scheduled_at: AwareDatetime | None = Field(None, description="When to start (ISO 8601 with offset).")
     target_criteria: dict[str, Any] | None = Field(
@@ -138,7 +142,8 @@ class CampaignFields(BaseModel):
         None, max_length=50, description="Campaign-wide template values.", examples=[{"promotion": "20% off"}])
     timezone: str | None = Field(None, description="IANA zone for recipients whose phone gives none.",
                                  examples=["America/New_York"])
-    send_window: SendWindow | None = None
+    send_window: SendWindow | None = Field(
+        None, description="Days and hours outreach may happen, in the recipient's local time.")
     rate_limit_per_minute: int | None = Field(None, ge=1, le=10000, description="Sends (or call starts) per minute.")
     max_concurrent_calls: int | None = Field(None, ge=1, le=1000, description="Calls in progress at once.")
     max_attempts: int | None = Field(None, ge=1, le=10, description="Tries per recipient and step.")
@@ -156,6 +161,16 @@ class CampaignFields(BaseModel):
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
         return check_timezone(value) if value is not None else None
+
+    @field_validator("scheduled_at")
+    @classmethod
+    def _scheduled_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last representable UTC time
+            raise ValueError("is outside the range of dates this service handles") from None
 
     @field_validator("variants")
     @classmethod
@@ -182,9 +197,11 @@ class CampaignCreate(CampaignFields):
         "variables": {"promotion": "20% off"},
     }]})
 
-    name: str = Field(min_length=1, max_length=200, examples=["Holiday win-back"])  # type: ignore[assignment]
-    campaign_type: CampaignType  # type: ignore[assignment]
-    outreach_method: OutreachMethod  # type: ignore[assignment]
+    name: str = Field(min_length=1, max_length=200, description="What staff call the campaign.",  # type: ignore[assignment]
+                      examples=["Holiday win-back"])
+    campaign_type: CampaignType = Field(description="winback, followup, promotional or feedback.")  # type: ignore[assignment]
+    outreach_method: OutreachMethod = Field(  # type: ignore[assignment]
+        description="call, email, sms, or multi (a sequence of steps over several channels).")
     status: Literal["draft", "scheduled"] | None = Field(
         None, description="draft, or scheduled (needs scheduled_at). Default: scheduled when scheduled_at is given.")
 
@@ -194,66 +211,84 @@ class CampaignUpdate(CampaignFields):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate_limit_per_minute": 20}]})
 
-    status: Literal["draft", "scheduled", "active", "paused", "completed", "cancelled"] | None = None
+    status: Literal["draft", "scheduled", "active", "paused", "completed", "cancelled"] | None = Field(
+        None, description="Move the campaign to this status (illegal changes are refused).")
 
 
 class CampaignOut(BaseModel):
     """A campaign as stored."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "3fa85f64-5717-4562-b3fc-2c963f66afa6", "name": "Holiday win-back", "description": None,
+        "campaign_type": "winback", "outreach_method": "email", "agent_id": None, "status": "active",
+        "status_reason": None, "scheduled_at": None, "started_at": "2026-06-15T15:00:00Z", "completed_at": None,
+        "target_criteria": {"last_contact_days": 180, "status": ["Closed"]},
+        "message_template": "Hi {first_name|there}, enjoy {promotion} at {business_name}.", "call_script": None,
+        "email_subject": "We miss you, {first_name|friend}!", "sms_template": None,
+        "variables": {"promotion": "20% off"}, "timezone": "America/New_York",
+        "send_window": {"start": "09:00", "end": "20:00", "days": ["mon", "tue", "wed", "thu", "fri", "sat"]},
+        "rate_limit_per_minute": 30, "max_concurrent_calls": 3, "max_attempts": 3, "variants": [], "steps": [],
+        "created_at": "2026-06-14T10:00:00Z", "updated_at": "2026-06-15T15:00:00Z"}]})
 
-    id: uuid.UUID
-    name: str
-    description: str | None
-    campaign_type: str
-    outreach_method: str
-    agent_id: uuid.UUID | None
+    id: uuid.UUID = Field(description="The campaign's id.")
+    name: str = Field(description="What staff call the campaign.")
+    description: str | None = Field(description="Notes for staff.")
+    campaign_type: str = Field(description="winback, followup, promotional or feedback.")
+    outreach_method: str = Field(description="call, email, sms or multi.")
+    agent_id: uuid.UUID | None = Field(description="The voice agent whose identity calls use.")
     status: str = Field(description="One of " + ", ".join(CAMPAIGN_STATUSES))
     status_reason: str | None = Field(description="Why the campaign is paused/cancelled, when the system did it.")
-    scheduled_at: datetime | None
-    started_at: datetime | None
-    completed_at: datetime | None
-    target_criteria: dict[str, Any]
-    message_template: str | None
-    call_script: str | None
-    email_subject: str | None
-    sms_template: str | None
-    variables: dict[str, Any]
-    timezone: str
-    send_window: dict[str, Any]
-    rate_limit_per_minute: int
-    max_concurrent_calls: int
-    max_attempts: int
-    variants: list[dict[str, Any]]
-    steps: list[dict[str, Any]]
-    created_at: datetime
-    updated_at: datetime
+    scheduled_at: datetime | None = Field(description="When a scheduled campaign starts (UTC).")
+    started_at: datetime | None = Field(description="When it started.")
+    completed_at: datetime | None = Field(description="When it completed or was stopped.")
+    target_criteria: dict[str, Any] = Field(description="Who it reaches (normalized criteria).")
+    message_template: str | None = Field(description="E-mail body or SMS text.")
+    call_script: str | None = Field(description="What the voice agent says first.")
+    email_subject: str | None = Field(description="E-mail subject line.")
+    sms_template: str | None = Field(description="SMS text of SMS steps (multi).")
+    variables: dict[str, Any] = Field(description="Campaign-wide template values.")
+    timezone: str = Field(description="IANA zone for recipients whose phone gives none.")
+    send_window: dict[str, Any] = Field(description="Days and hours outreach may happen (recipient local time).")
+    rate_limit_per_minute: int = Field(description="Sends (or call starts) per minute.")
+    max_concurrent_calls: int = Field(description="Calls in progress at once.")
+    max_attempts: int = Field(description="Tries per recipient and step.")
+    variants: list[dict[str, Any]] = Field(description="A/B variants.")
+    steps: list[dict[str, Any]] = Field(description="Steps of a multi-channel campaign.")
+    created_at: datetime = Field(description="When it was created.")
+    updated_at: datetime = Field(description="When it last changed.")
 
 
 class RecipientOut(BaseModel):
     """A customer in a campaign and how their outreach went."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": "9b2f1c3e-8a47-4d5e-9f60-1a2b3c4d5e6f", "campaign_id": "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+        "lead_id": "5d7e6f80-1a2b-4c3d-8e9f-0a1b2c3d4e5f", "customer_name": "Maria Lopez",
+        "customer_phone": "+14155550123", "customer_email": "maria@example.com", "variant": None,
+        "status": "delivered", "step": 0, "attempts": 1, "next_attempt_at": None, "last_channel": "email",
+        "sent_at": "2026-06-15T15:01:00Z", "delivered_at": "2026-06-15T15:01:05Z", "answered_at": None,
+        "responded_at": None, "converted": False, "converted_at": None, "response_data": {},
+        "error_message": None, "created_at": "2026-06-15T15:00:00Z", "updated_at": "2026-06-15T15:01:05Z"}]})
 
-    id: uuid.UUID
-    campaign_id: uuid.UUID
-    lead_id: uuid.UUID | None
-    customer_name: str | None
-    customer_phone: str | None
-    customer_email: str | None
-    variant: str | None
+    id: uuid.UUID = Field(description="The recipient's id.")
+    campaign_id: uuid.UUID = Field(description="The campaign.")
+    lead_id: uuid.UUID | None = Field(description="The customer's most recent lead, when known.")
+    customer_name: str | None = Field(description="How to address the customer.")
+    customer_phone: str | None = Field(description="Phone (E.164).")
+    customer_email: str | None = Field(description="E-mail address.")
+    variant: str | None = Field(description="A/B variant the customer gets.")
     status: str = Field(description="One of " + ", ".join(RECIPIENT_STATUSES))
-    step: int
-    attempts: int
-    next_attempt_at: datetime | None
-    last_channel: str | None
-    sent_at: datetime | None
-    delivered_at: datetime | None
-    answered_at: datetime | None
-    responded_at: datetime | None
-    converted: bool
-    converted_at: datetime | None
-    response_data: dict[str, Any]
-    error_message: str | None
-    created_at: datetime
-    updated_at: datetime
+    step: int = Field(description="Step of a multi-channel campaign the customer is on (0 first).")
+    attempts: int = Field(description="Tries of the current step so far.")
+    next_attempt_at: datetime | None = Field(description="When the next try is due (none once nothing is left to do).")
+    last_channel: str | None = Field(description="Channel of the last step that reached the customer.")
+    sent_at: datetime | None = Field(description="When something was first sent (or a call placed).")
+    delivered_at: datetime | None = Field(description="When delivery was confirmed.")
+    answered_at: datetime | None = Field(description="When a call was answered.")
+    responded_at: datetime | None = Field(description="When the customer responded (reply, click, answered call).")
+    converted: bool = Field(description="Whether the customer converted (booked, or came back).")
+    converted_at: datetime | None = Field(description="When the customer converted.")
+    response_data: dict[str, Any] = Field(description="What the provider reported (call summary, reply text, …).")
+    error_message: str | None = Field(description="Why outreach failed, in the provider's words.")
+    created_at: datetime = Field(description="When the customer was added to the campaign.")
+    updated_at: datetime = Field(description="When this recipient last changed.")

@@ -56,7 +56,8 @@ ALL_OPS = sorted({op for ops in OPS_BY_KIND.values() for op in ops})
 class CriteriaFilter(BaseModel):
     """One custom condition on the customer's most recent lead."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"field": "service_type", "op": "in", "value": ["Color", "Highlights"]}]})
 
     field: str = Field(description="A lead column: " + ", ".join(FILTER_FIELDS))
     op: str = Field(description="One of: " + ", ".join(ALL_OPS))
@@ -89,6 +90,9 @@ def _convert(kind: str, value: Any, name: str) -> Any:
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"'{name}' is compared with a number")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            # a database integer is 64 bits: a larger literal cannot even be sent
+            raise ValueError(f"{value} is too large a number for '{name}'")
         return value
     if kind == "uuid":
         try:
@@ -97,7 +101,7 @@ def _convert(kind: str, value: Any, name: str) -> Any:
             raise ValueError(f"'{value}' is not an id") from None
     try:
         return _as_utc(str(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a date that leaves year 1–9999 once in UTC
         raise ValueError(f"'{value}' is not an ISO date or date-time") from None
 
 
@@ -370,7 +374,7 @@ def select_recipients(session: Session, *, campaign: Campaign, now: datetime | N
     else:
         m = matched_sel.subquery("m")
         suppressed = session.scalar(count_suppressed(m)) or 0
-        selected = session.execute(insert_from(m)).rowcount
+        selected = session.execute(insert_from(m).execution_options(preserve_rowcount=True)).rowcount
     total = session.scalar(select(func.count()).select_from(r).where(r.c.campaign_id == campaign.id)) or 0
     return SelectionResult(selected=int(selected), suppressed=int(suppressed), total_recipients=int(total))
 
