@@ -1,0 +1,558 @@
+"""Pure helpers of the campaign wizard: per-type presets, the draft → campaign
+conversion, which step a field belongs to, how field errors read, and how
+long a campaign will take.
+
+Nothing here touches the database or Streamlit: the wizard page keeps a draft
+dict in session state and calls these functions; ``core.campaigns`` does the
+real validation when the campaign is saved.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from core.errors import FieldError
+from core.schemas import DAYS, SendWindow
+
+STEPS: tuple[str, ...] = ("Basics", "Audience", "Channel", "Content", "Schedule", "Review")
+
+TYPE_LABELS: dict[str, str] = {
+    "winback": "Win-back: customers who stopped coming",
+    "followup": "Follow-up: recent enquiries that did not book",
+    "promotional": "Promotion: a seasonal offer",
+    "feedback": "Feedback: ask recent customers how it went",
+}
+METHOD_LABELS: dict[str, str] = {
+    "email": "E-mail",
+    "sms": "Text message (SMS)",
+    "call": "AI voice call",
+    "multi": "Several channels in sequence",
+}
+CONDITION_LABELS: dict[str, str] = {
+    "always": "always",
+    "no_response": "only if they have not responded yet",
+    "not_answered": "only if no call was answered yet",
+}
+CONTENT_FIELDS = ("email_subject", "message_template", "sms_template", "call_script")
+
+# calls and SMS never go out outside 08:00–21:00 recipient time (TCPA), whatever the window says
+QUIET_HOURS = (8 * 60, 21 * 60)
+AVERAGE_CALL_MINUTES = 3.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Starting texts and settings for one campaign type."""
+
+    description: str
+    target_criteria: dict[str, Any]
+    variables: dict[str, str]
+    email_subject: str
+    message_template: str
+    sms_template: str
+    call_script: str
+
+
+PRESETS: dict[str, Preset] = {
+    "winback": Preset(
+        description="Customers we have not seen for six months or more.",
+        target_criteria={"last_contact_days": 180, "status": ["Closed"]},
+        variables={"promotion": "20% off your next visit"},
+        email_subject="We miss you, {first_name|there}!",
+        message_template=(
+            "Hi {first_name|there},\n\n"
+            "It has been a while since your last {service_type|visit} with us on {last_visit_date|your last "
+            "visit}, and we would love to see you again at {business_name}.\n\n"
+            "As a thank-you for being a customer, enjoy {promotion}. Just reply to this e-mail or give us a "
+            "call to book a time that suits you.\n\n"
+            "See you soon,\n{business_name}\n\n"
+            "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
+        ),
+        sms_template=(
+            "Hi {first_name|there}, we miss you at {business_name}! Enjoy {promotion} when you book your next "
+            "{service_type|visit}. Reply to book. Reply STOP to opt out."
+        ),
+        call_script=(
+            "Hi {first_name|there}, this is {agent_name|the team} from {business_name}. We noticed we haven't "
+            "seen you since {last_visit_date|a while}, and we'd love to welcome you back with {promotion}. "
+            "Would you like me to book your next {service_type|visit}?"
+        ),
+    ),
+    "followup": Preset(
+        description="People who got in touch recently but have not booked yet.",
+        target_criteria={"last_contact_days": 3, "status": ["New", "Contacted"]},
+        variables={},
+        email_subject="Following up on your {service_type|enquiry}, {first_name|there}",
+        message_template=(
+            "Hi {first_name|there},\n\n"
+            "Thanks for getting in touch with {business_name} about a {service_type|visit}. We wanted to "
+            "make sure you got everything you needed. If you would like to book, just reply to this e-mail "
+            "and we will find a time that works for you.\n\n"
+            "Best wishes,\n{business_name}\n\n"
+            "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
+        ),
+        sms_template=(
+            "Hi {first_name|there}, it's {business_name} following up on your {service_type|enquiry}. Want us "
+            "to book you in? Just reply with a day that suits you. Reply STOP to opt out."
+        ),
+        call_script=(
+            "Hi {first_name|there}, this is {agent_name|the team} from {business_name}, following up on your "
+            "recent call about a {service_type|visit}. Do you have a moment to find a time that works for you?"
+        ),
+    ),
+    "promotional": Preset(
+        description="A seasonal offer for every customer we can reach.",
+        target_criteria={"exclude_contacted_within_days": 14},
+        variables={"promotion": "15% off all services this month"},
+        email_subject="{first_name|Hello}, a little something from {business_name}",
+        message_template=(
+            "Hi {first_name|there},\n\n"
+            "This month at {business_name} we are offering {promotion}. It is our way of saying thank you to "
+            "the customers who make our business what it is.\n\n"
+            "Reply to this e-mail or call us to claim your spot - places go quickly.\n\n"
+            "Warmly,\n{business_name}\n\n"
+            "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
+        ),
+        sms_template=(
+            "{business_name}: {promotion} for you this month, {first_name|there}! Reply to book your "
+            "{service_type|visit}. Reply STOP to opt out."
+        ),
+        call_script=(
+            "Hi {first_name|there}, this is {agent_name|the team} from {business_name}. This month we're "
+            "offering {promotion} to our customers, and I wanted to make sure you heard about it first. "
+            "Would you like me to book you in?"
+        ),
+    ),
+    "feedback": Preset(
+        description="Customers who visited in the last few weeks.",
+        target_criteria={"last_contact_days": 2, "status": ["Closed"]},
+        variables={},
+        email_subject="How was your {service_type|visit}, {first_name|there}?",
+        message_template=(
+            "Hi {first_name|there},\n\n"
+            "Thank you for choosing {business_name} for your {service_type|visit} on {last_visit_date|your "
+            "last visit}. How did we do? Just hit reply and tell us in a sentence or two - we read every "
+            "answer and use it to get better.\n\n"
+            "Thank you,\n{business_name}\n\n"
+            "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
+        ),
+        sms_template=(
+            "Hi {first_name|there}, it's {business_name}. How was your {service_type|visit}? Reply with a "
+            "number from 1 to 5 - we read every answer. Reply STOP to opt out."
+        ),
+        call_script=(
+            "Hi {first_name|there}, this is {agent_name|the team} from {business_name}. I'm calling to ask how "
+            "your recent {service_type|visit} went. Do you have a minute to tell us how we did?"
+        ),
+    ),
+}
+
+
+def new_draft(*, campaign_type: str = "winback", timezone: str = "America/New_York") -> dict[str, Any]:
+    """A fresh wizard draft for ``campaign_type``, prefilled with its preset."""
+    preset = PRESETS[campaign_type]
+    window = SendWindow.model_validate({"start": "09:00", "end": "19:00",
+                                        "days": ["mon", "tue", "wed", "thu", "fri", "sat"]})
+    return {
+        "name": "",
+        "description": preset.description,
+        "campaign_type": campaign_type,
+        "target_criteria": copy.deepcopy(preset.target_criteria),
+        "outreach_method": "email",
+        "steps": [],
+        "agent_id": None,
+        "email_subject": preset.email_subject,
+        "message_template": preset.message_template,
+        "sms_template": preset.sms_template,
+        "call_script": preset.call_script,
+        "variables": dict(preset.variables),
+        "variant_b": {},
+        "variant_b_share": 50,
+        "start_mode": "now",
+        "scheduled_at": None,
+        "timezone": timezone,
+        "send_window": window.model_dump(mode="json"),
+        "rate_limit_per_minute": 30,
+        "max_concurrent_calls": 3,
+        "max_attempts": 3,
+    }
+
+
+def apply_type(draft: dict[str, Any], campaign_type: str) -> dict[str, Any]:
+    """Switch the draft to ``campaign_type``: every text the owner has not
+    changed from the previous type's preset takes the new type's preset."""
+    old = PRESETS.get(draft.get("campaign_type") or "")
+    new = PRESETS[campaign_type]
+    out = dict(draft)
+    out["campaign_type"] = campaign_type
+    for name in (*CONTENT_FIELDS, "description"):
+        current = (out.get(name) or "").strip()
+        if not current or (old is not None and current == getattr(old, name).strip()):
+            out[name] = getattr(new, name)
+    if old is None or out.get("target_criteria") in ({}, None, old.target_criteria):
+        out["target_criteria"] = copy.deepcopy(new.target_criteria)
+    variables = dict(out.get("variables") or {})
+    for key, value in (old.variables if old else {}).items():
+        if variables.get(key) == value:
+            del variables[key]
+    for key, value in new.variables.items():
+        variables.setdefault(key, value)
+    out["variables"] = variables
+    return out
+
+
+def used_channels(draft: Mapping[str, Any]) -> list[str]:
+    """The channels the draft's outreach method uses, in the order they run."""
+    method = draft.get("outreach_method") or "email"
+    if method == "multi":
+        seen: list[str] = []
+        for step in draft.get("steps") or []:
+            if step.get("channel") and step["channel"] not in seen:
+                seen.append(step["channel"])
+        return seen
+    return [method]
+
+
+def content_fields_for(draft: Mapping[str, Any]) -> list[str]:
+    """The draft's content fields the chosen channels need (in display order).
+
+    The draft keeps one text per channel (``message_template`` is the e-mail
+    body, ``sms_template`` the SMS text) so switching channel never shows an
+    e-mail where an SMS belongs; :func:`campaign_data` maps them onto the
+    campaign's fields.
+    """
+    channels = used_channels(draft)
+    fields: list[str] = []
+    if "email" in channels:
+        fields += ["email_subject", "message_template"]
+    if "sms" in channels:
+        fields.append("sms_template")
+    if "call" in channels:
+        fields.append("call_script")
+    return fields
+
+
+def campaign_field(draft: Mapping[str, Any], field: str) -> str:
+    """The campaign field a draft content field is stored in (an SMS campaign's text is its message)."""
+    if field == "sms_template" and (draft.get("outreach_method") or "email") == "sms":
+        return "message_template"
+    return field
+
+
+def templates_for(draft: Mapping[str, Any], channel: str, *, variant_b: bool = False) -> tuple[str | None, str]:
+    """``(subject, body)`` templates the draft uses on ``channel`` (version B's where it has its own)."""
+    if channel == "email":
+        names: tuple[str | None, str] = ("email_subject", "message_template")
+    elif channel == "sms":
+        names = (None, "sms_template")
+    else:
+        names = (None, "call_script")
+    overrides = (draft.get("variant_b") or {}) if variant_b else {}
+
+    def pick(name: str | None) -> str | None:
+        if name is None:
+            return None
+        own = overrides.get(name) or ""
+        return own if own.strip() else (draft.get(name) or "")
+
+    return pick(names[0]), pick(names[1]) or ""
+
+
+def campaign_data(draft: Mapping[str, Any], *, status: str) -> dict[str, Any]:
+    """The ``core.campaigns.create_campaign`` payload for the draft.
+
+    ``status`` is ``"draft"`` or ``"scheduled"``; content the chosen channels do
+    not use is left out so it cannot fail validation unseen.
+    """
+    method = draft.get("outreach_method") or "email"
+    needed = set(content_fields_for(draft))
+    data: dict[str, Any] = {
+        "name": (draft.get("name") or "").strip(),
+        "description": (draft.get("description") or "").strip() or None,
+        "campaign_type": draft.get("campaign_type"),
+        "outreach_method": method,
+        "target_criteria": dict(draft.get("target_criteria") or {}),
+        "variables": dict(draft.get("variables") or {}),
+        "timezone": draft.get("timezone"),
+        "send_window": draft.get("send_window"),
+        "rate_limit_per_minute": draft.get("rate_limit_per_minute"),
+        "max_attempts": draft.get("max_attempts"),
+        "status": status,
+    }
+    if "call" in used_channels(draft):
+        data["max_concurrent_calls"] = draft.get("max_concurrent_calls")
+        if draft.get("agent_id"):
+            data["agent_id"] = str(draft["agent_id"])
+    for name in CONTENT_FIELDS:
+        if name in needed:
+            data[campaign_field(draft, name)] = draft.get(name) or None
+    if method == "multi":
+        data["steps"] = [dict(s) for s in draft.get("steps") or [] if s.get("channel")]
+    variant_b = {campaign_field(draft, k): v for k, v in (draft.get("variant_b") or {}).items()
+                 if k in needed and (v or "").strip()}
+    if variant_b:
+        share = int(draft.get("variant_b_share") or 50)
+        share = min(max(share, 1), 99)
+        data["variants"] = [{"name": "A", "weight": 100 - share}, {"name": "B", "weight": share, **variant_b}]
+    scheduled = draft.get("scheduled_at")
+    if draft.get("start_mode") == "later" and scheduled:
+        data["scheduled_at"] = scheduled.isoformat() if isinstance(scheduled, datetime) else scheduled
+    return data
+
+
+# --- errors, step by step ----------------------------------------------------------------
+
+FIELD_LABELS: dict[str, str] = {
+    "name": "Campaign name",
+    "description": "Description",
+    "campaign_type": "Campaign type",
+    "target_criteria": "Audience",
+    "outreach_method": "Channel",
+    "steps": "Channel sequence",
+    "agent_id": "Calling agent",
+    "email_subject": "E-mail subject",
+    "message_template": "Message",
+    "sms_template": "SMS text",
+    "call_script": "Call script",
+    "variables": "Campaign variables",
+    "variants": "Version B (A/B test)",
+    "scheduled_at": "Start time",
+    "timezone": "Time zone",
+    "send_window": "Send window",
+    "rate_limit_per_minute": "Sending pace",
+    "max_concurrent_calls": "Calls at once",
+    "max_attempts": "Tries per customer",
+    "status": "Status",
+}
+_FIELD_STEP: dict[str, int] = {
+    "name": 1, "description": 1, "campaign_type": 1,
+    "target_criteria": 2,
+    "outreach_method": 3, "steps": 3, "agent_id": 3,
+    "email_subject": 4, "message_template": 4, "sms_template": 4, "call_script": 4, "variables": 4,
+    "variants": 4,
+    "scheduled_at": 5, "timezone": 5, "send_window": 5, "rate_limit_per_minute": 5, "max_concurrent_calls": 5,
+    "max_attempts": 5, "status": 6,
+}
+
+
+def step_of(field: str | None) -> int:
+    """The wizard step (1–6) where the owner fixes ``field``."""
+    head = (field or "").split(".")[0]
+    return _FIELD_STEP.get(head, 6)
+
+
+def field_label(field: str | None, draft: Mapping[str, Any] | None = None) -> str:
+    """How the wizard names ``field`` (a campaign field or a draft content field) to a person."""
+    parts = (field or "").split(".")
+    head = parts[2] if parts[0] == "variants" and len(parts) > 2 else parts[0]
+    if parts[0] == "variants" and len(parts) > 2:
+        return f"Version B: {field_label(head, draft)}"
+    if head == "message_template" and draft is not None:
+        channels = used_channels(draft)
+        if "email" not in channels and "sms" in channels:
+            return "SMS text"
+        if "email" in channels:
+            return "E-mail message"
+    return FIELD_LABELS.get(head, head.replace("_", " ").capitalize() or "Campaign")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+_PYDANTIC_WORDING = {
+    "String should have at least 1 character": "this cannot be empty",
+    "Field required": "this is required",
+    "Input should be a valid datetime": "pick a date and a time",
+}
+
+
+def describe_error(error: FieldError, draft: Mapping[str, Any] | None = None) -> str:
+    """One field error as a sentence that names the field the way the wizard shows it."""
+    message = _PYDANTIC_WORDING.get(error.message, error.message)
+    # the API's wording names the JSON field in brackets; the wizard has its own labels
+    for raw in ("(message_template)", "(email_subject)", "(sms_template)", "(scheduled_at)"):
+        message = message.replace(" " + raw, "")
+    return f"{field_label(error.field, draft)}: {_sentence(message)}"
+
+
+def errors_by_step(errors: list[FieldError], draft: Mapping[str, Any] | None = None) -> dict[int, list[str]]:
+    """Field errors grouped by the wizard step that fixes them, as sentences."""
+    out: dict[int, list[str]] = {}
+    for err in errors:
+        out.setdefault(step_of(err.field), []).append(describe_error(err, draft))
+    return out
+
+
+# --- variables ----------------------------------------------------------------------------
+
+
+def parse_variables(text: str) -> tuple[dict[str, str], list[str]]:
+    """``name = value`` lines into a dict, and the lines that could not be read."""
+    values: dict[str, str] = {}
+    bad: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            name, sep, value = line.partition(":")
+        if not sep or not name.strip():
+            bad.append(line)
+            continue
+        values[name.strip().strip("{}").strip()] = value.strip()
+    return values, bad
+
+
+def format_variables(variables: Mapping[str, Any]) -> str:
+    """The inverse of :func:`parse_variables`."""
+    return "\n".join(f"{k} = {v}" for k, v in variables.items())
+
+
+# --- how long it will take ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DurationEstimate:
+    """How long sending will take at the campaign's pace inside its send window."""
+
+    sends: int
+    per_minute: float
+    sending_minutes: float
+    window_minutes_per_day: int
+    days_per_week: int
+    sending_days: float
+    calendar_days: float
+    follow_up_hours: float
+
+    def sentence(self) -> str:
+        """The estimate as a person reads it."""
+        if self.sends == 0:
+            return "Nobody to contact yet, so there is nothing to estimate."
+        pace = f"{_num(self.per_minute)} per minute"
+        if self.window_minutes_per_day == 0:
+            return ("The send window and the 08:00–21:00 calling hours never overlap, so nothing could be sent; "
+                    "widen the send window.")
+        if self.sending_minutes <= self.window_minutes_per_day:
+            text = (f"About {_duration(self.sending_minutes)} of sending for {self.sends:,} "
+                    f"{'contact' if self.sends == 1 else 'contacts'} at {pace}, within one day's send window.")
+        else:
+            text = (f"About {_num(self.sending_days)} sending days for {self.sends:,} contacts at {pace} "
+                    f"({_duration(self.window_minutes_per_day)} a day, {self.days_per_week} days a week): roughly "
+                    f"{_num(self.calendar_days)} calendar days.")
+        if self.follow_up_hours:
+            text += f" Later steps wait {_num(self.follow_up_hours)} hours in total on top of that."
+        return text
+
+
+def _num(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 or value == int(value) else f"{value:,.1f}"
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        n = math.ceil(minutes)
+        return f"{n} minute{'s' if n != 1 else ''}"
+    return f"{minutes / 60:.1f} hours"
+
+
+def estimate_duration(
+    *, audience: int, outreach_method: str, steps: list[dict[str, Any]] | None = None,
+    rate_limit_per_minute: int, max_concurrent_calls: int = 3, send_window: Mapping[str, Any] | None = None,
+    provider_per_minute: Mapping[str, float] | None = None, average_call_minutes: float = AVERAGE_CALL_MINUTES,
+) -> DurationEstimate:
+    """Estimate how long a campaign takes to reach ``audience`` customers.
+
+    The pace is the campaign's rate limit, capped by each channel's provider
+    limit (``provider_per_minute``) and, for calls, by how many calls may run at
+    once.  Sending happens only inside the send window (and, for calls and SMS,
+    08:00–21:00), so long campaigns spread over several days.
+    """
+    if outreach_method == "multi":
+        channels = [s.get("channel") for s in steps or [] if s.get("channel")]
+        follow_up = sum(float(s.get("delay_hours") or 0) for s in (steps or [])[1:])
+    else:
+        channels = [outreach_method]
+        follow_up = 0.0
+    channels = [c for c in channels if c] or ["email"]
+    caps = dict(provider_per_minute or {})
+    pace = float(rate_limit_per_minute)
+    for ch in set(channels):
+        if ch in caps:
+            pace = min(pace, float(caps[ch]))
+        if ch == "call":
+            pace = min(pace, max_concurrent_calls / max(average_call_minutes, 0.1))
+    pace = max(pace, 0.01)
+    sends = audience * len(channels)
+    minutes = sends / pace
+
+    window = SendWindow.model_validate(dict(send_window or {}))
+    start, end = window.minutes()
+    if any(ch in ("call", "sms") for ch in channels):
+        start, end = max(start, QUIET_HOURS[0]), min(end, QUIET_HOURS[1])
+    per_day = max(0, end - start)
+    days = len(window.days) or len(DAYS)
+    sending_days = minutes / per_day if per_day else math.inf
+    calendar_days = sending_days * 7 / days if per_day else math.inf
+    return DurationEstimate(sends=sends, per_minute=round(pace, 2), sending_minutes=minutes,
+                            window_minutes_per_day=per_day, days_per_week=days, sending_days=sending_days,
+                            calendar_days=calendar_days, follow_up_hours=follow_up)
+
+
+# --- the audience in words ----------------------------------------------------------------
+
+DAY_NAMES = {"mon": "Monday", "tue": "Tuesday", "wed": "Wednesday", "thu": "Thursday", "fri": "Friday",
+             "sat": "Saturday", "sun": "Sunday"}
+OP_WORDS = {"eq": "is", "ne": "is not", "in": "is one of", "not_in": "is none of", "contains": "contains",
+             "not_contains": "does not contain", "starts_with": "starts with", "gt": "is more than",
+             "gte": "is at least", "lt": "is less than", "lte": "is at most", "is_null": "is empty",
+             "not_null": "is filled in"}
+
+
+def describe_criteria(criteria: Mapping[str, Any], *, agent_names: Mapping[str, str] | None = None) -> list[str]:
+    """The audience rules as short sentences (empty rules: every customer)."""
+    agent_names = agent_names or {}
+    out: list[str] = []
+    if criteria.get("last_contact_days"):
+        out.append(f"Not in touch for at least {criteria['last_contact_days']} days.")
+    if criteria.get("last_contact_after") or criteria.get("last_contact_before"):
+        after, before = criteria.get("last_contact_after"), criteria.get("last_contact_before")
+        if after and before:
+            out.append(f"Last in touch on or after {after} and before {before}.")
+        elif after:
+            out.append(f"Last in touch on or after {after}.")
+        else:
+            out.append(f"Last in touch before {before}.")
+    statuses = criteria.get("status")
+    if statuses:
+        values = [statuses] if isinstance(statuses, str) else list(statuses)
+        out.append("Their most recent lead is " + " or ".join(values) + ".")
+    if criteria.get("agent_id"):
+        name = agent_names.get(str(criteria["agent_id"]), "the chosen agent")
+        out.append(f"Their most recent lead was handled by {name}.")
+    if criteria.get("min_leads") and int(criteria["min_leads"]) > 1:
+        out.append(f"In touch at least {criteria['min_leads']} times.")
+    services = criteria.get("service_type")
+    if services:
+        values = [services] if isinstance(services, str) else list(services)
+        out.append("Had " + " or ".join(values) + " at some point.")
+    if criteria.get("exclude_contacted_within_days"):
+        out.append(f"Not contacted by any campaign in the last {criteria['exclude_contacted_within_days']} days.")
+    for f in criteria.get("filters") or []:
+        value = f.get("value")
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
+        out.append(f"{str(f.get('field', '')).replace('_', ' ').capitalize()} "
+                   f"{OP_WORDS.get(str(f.get('op')), f.get('op'))} {shown}".strip() + ".")
+    return out or ["Every customer you can reach on this channel."]

@@ -1,0 +1,244 @@
+"""What every dashboard page shares: the engine, sessions, the signed-in
+business, error display, cached reads and the little formatting helpers.
+
+Not a page itself (``app.py`` only navigates to the files it lists).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import streamlit as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from streamlit.errors import StreamlitAPIException
+
+from core import channels
+from core.config import get_settings
+from core.db import make_engine, session_scope
+from core.errors import DomainError, Invalid
+
+T = TypeVar("T")
+
+ROOT = Path(__file__).resolve().parent.parent
+MAIN = ROOT / "app.py"
+# absolute paths, so the pages resolve whichever script Streamlit was started with
+PAGES = {
+    "campaigns": ROOT / "pages" / "campaigns.py",
+    "create": ROOT / "pages" / "create_campaign.py",
+    "analytics": ROOT / "pages" / "analytics.py",
+    "customers": ROOT / "pages" / "customers.py",
+    "settings": ROOT / "pages" / "settings.py",
+    "campaign": ROOT / "pages" / "campaign.py",
+}
+STATUS_COLORS = {"Draft": "#9CA3AF", "Scheduled": "#6366F1", "Running": "#16A34A", "Paused": "#F59E0B",
+                 "Completed": "#0EA5E9", "Stopped": "#EF4444"}
+RECIPIENT_COLORS = {"Waiting": "#9CA3AF", "Queued": "#6366F1", "Sent": "#0EA5E9", "Delivered": "#14B8A6",
+                    "Answered": "#16A34A", "Failed": "#EF4444", "Opted out": "#F59E0B"}
+BADGE_COLORS = {"draft": "gray", "scheduled": "violet", "active": "green", "paused": "orange",
+                "completed": "blue", "cancelled": "red"}
+
+
+@st.cache_resource(show_spinner=False)
+def _engine(url: str) -> Engine:
+    return make_engine(url)
+
+
+def engine() -> Engine:
+    """The process's one engine for ``DATABASE_URL``."""
+    return _engine(get_settings().database_url)
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    """A session whose transaction commits when the block succeeds."""
+    with session_scope(engine()) as session:
+        yield session
+
+
+def profile_id() -> uuid.UUID:
+    """The signed-in business (the frame guarantees someone is signed in)."""
+    value = st.session_state.get("profile_id")
+    if value is None:
+        # Only reachable when Streamlit runs a page without the frame: its legacy routing of a pages/
+        # folder does that for the first request after a server start, until app.py registers the
+        # navigation.  Send the visitor through the sign-in.
+        with contextlib.suppress(StreamlitAPIException):
+            st.switch_page(MAIN)
+        st.warning("Please sign in first.")
+        st.stop()
+    return uuid.UUID(str(value))
+
+
+def business_timezone() -> str:
+    return str(st.session_state.get("timezone") or "UTC")
+
+
+def sentence(exc: DomainError) -> str:
+    """A domain error as a sentence a shop owner can act on."""
+    if isinstance(exc, Invalid):
+        # the field names are for programs; the page already says which thing is being edited
+        return " ".join(_capital(e.message) for e in exc.errors)
+    return _capital(exc.message)
+
+
+def _capital(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return "Something went wrong."
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ")")) else text + "."
+
+
+def attempt(action: Callable[[Session], T], *, success: str | None = None, remember: bool = False) -> T | None:
+    """Run ``action`` in one transaction; a domain error is shown as a sentence and gives None.
+
+    On success, cached reads are cleared (the data changed) and ``success`` is
+    toasted.  With ``remember`` the outcome is shown on the next run instead,
+    for callers that rerun the page right after.
+    """
+    try:
+        with db() as session:
+            result = action(session)
+    except DomainError as exc:
+        say("error", sentence(exc), remember=remember)
+        return None
+    clear_caches()
+    if success:
+        say("toast", success, remember=remember)
+    return result
+
+
+FLASH_KEY = "_flash"
+
+
+def say(kind: str, text: str, *, remember: bool = False) -> None:
+    """Show an outcome now (``error`` box or ``toast``), or keep it for the next run."""
+    if remember:
+        st.session_state.setdefault(FLASH_KEY, []).append((kind, text))
+    elif kind == "error":
+        st.error(text, icon=":material/error:")
+    else:
+        st.toast(text, icon=":material/check_circle:")
+
+
+def show_outcome() -> None:
+    """Show the outcomes kept by :func:`say` for this run (the frame calls it before every page)."""
+    for kind, text in st.session_state.pop(FLASH_KEY, []):
+        say(kind, text)
+
+
+CONFIRM_KEY = "_confirm"
+
+
+def ask(kind: str, **details: Any) -> None:
+    """Open the confirmation dialog ``kind`` (it stays open across reruns until answered or dismissed)."""
+    st.session_state[CONFIRM_KEY] = {"kind": kind, **details}
+
+
+def asked(kind: str) -> dict[str, Any] | None:
+    """The pending confirmation of ``kind``, if one is open."""
+    pending = st.session_state.get(CONFIRM_KEY)
+    return pending if isinstance(pending, dict) and pending.get("kind") == kind else None
+
+
+def answered() -> None:
+    """Close the pending confirmation (answered, cancelled or dismissed)."""
+    st.session_state.pop(CONFIRM_KEY, None)
+
+
+def clear_caches() -> None:
+    """Forget cached tables after a write so the next read shows it."""
+    st.cache_data.clear()
+
+
+def local_time(value: datetime | None, *, with_time: bool = True) -> str:
+    """A UTC time shown in the business's time zone."""
+    if value is None:
+        return "—"
+    local = value.astimezone(ZoneInfo(business_timezone()))
+    return local.strftime("%b %d, %Y %H:%M" if with_time else "%b %d, %Y")
+
+
+def percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def channel_modes() -> dict[str, str]:
+    """``{"call"|"email"|"sms": "live"|"sandbox"}`` for the sidebar and Settings."""
+    return channels.channel_modes(get_settings())
+
+
+def page_link(page: str, label: str, icon: str | None = None, **query: Any) -> None:
+    """A link to one of the dashboard's pages (in-app navigation: the sign-in is kept)."""
+    st.page_link(PAGES[page], label=label, icon=icon, query_params={k: str(v) for k, v in query.items()} or None)
+
+
+def go(page: str, **query: Any) -> None:
+    """Switch to one of the dashboard's pages, with query parameters (e.g. ``id``)."""
+    st.switch_page(PAGES[page], query_params={k: str(v) for k, v in query.items()} or None)
+
+
+def query_id() -> uuid.UUID | None:
+    """The ``?id=`` of the current page, when it is a valid id."""
+    raw = st.query_params.get("id")
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        return None
+
+
+def pick(label: str, options: list[str], *, key: str, format_func: Callable[[str], str],
+         clicked_rows: list[int] | None = None, help: str | None = None) -> str:
+    """A choice among the rows of the table above (ids), following a click in that table.
+
+    The widget's key carries the set of options, so a new page or filter starts
+    from its first row instead of keeping a choice that is no longer listed.
+    """
+    widget_key = f"{key}_{hashlib.sha1('|'.join(options).encode()).hexdigest()[:10]}"
+    if clicked_rows:
+        clicked = options[clicked_rows[0]]
+        if st.session_state.get(f"_{key}_clicked") != clicked:
+            st.session_state[f"_{key}_clicked"] = st.session_state[widget_key] = clicked
+    choice = st.selectbox(label, options, format_func=format_func, key=widget_key, help=help)
+    return choice if choice is not None else options[0]
+
+
+def page_offset(key: str, page_size: int, filters: tuple[Any, ...]) -> int:
+    """The offset of the page the pager ``key`` shows; back to the first page when ``filters`` change."""
+    signature = repr(filters)
+    if st.session_state.get(f"_{key}_filters") != signature:
+        st.session_state[f"_{key}_filters"] = signature
+        st.session_state[key] = 1
+    return (int(st.session_state.get(key, 1)) - 1) * page_size
+
+
+def past_the_end(rows: int, total: int, *, key: str, page_size: int) -> None:
+    """When rows vanished under the current page (deleted meanwhile), show the last page instead."""
+    if rows == 0 and total > 0 and int(st.session_state.get(key, 1)) > 1:
+        st.session_state[key] = max(1, -(-total // page_size))
+        st.rerun()
+
+
+def pager(total: int, *, key: str, page_size: int) -> int:
+    """A page picker under a server-paged table; returns the offset to read."""
+    pages = max(1, -(-total // page_size))
+    if st.session_state.get(key, 1) > pages:
+        st.session_state[key] = pages
+    if pages == 1:
+        return 0
+    left, right = st.columns([1, 3], vertical_alignment="center")
+    page = left.number_input("Page", min_value=1, max_value=pages, step=1, key=key)
+    first = (int(page) - 1) * page_size
+    right.caption(f"Showing {first + 1:,}–{min(first + page_size, total):,} of {total:,}")
+    return first

@@ -1,0 +1,314 @@
+"""One campaign (``?id=``): overview, live progress, start/pause/stop, the
+recipients (paged on the server, filterable) and each recipient's story."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+import streamlit as st
+
+from core import analytics, campaigns, wizard
+from core.analytics import RECIPIENT_STATUS_LABELS, STATUS_LABELS, TYPE_LABELS
+from core.errors import DomainError
+from core.models import RECIPIENT_STATUSES
+from core.schemas import CampaignOut
+from pages._ui import (
+    BADGE_COLORS,
+    RECIPIENT_COLORS,
+    answered,
+    ask,
+    asked,
+    attempt,
+    business_timezone,
+    db,
+    go,
+    local_time,
+    page_link,
+    page_offset,
+    pager,
+    past_the_end,
+    percent,
+    pick,
+    profile_id,
+    query_id,
+    sentence,
+)
+
+REFRESH_SECONDS = 3
+PAGE_SIZE = 50
+pid = profile_id()
+cid = query_id()
+
+if cid is None:
+    st.title("Campaign")
+    st.info("Open a campaign from the campaign list to see it here.")
+    page_link("campaigns", "Go to the campaign list", icon=":material/campaign:")
+    st.stop()
+
+
+def load_campaign() -> CampaignOut | None:
+    try:
+        with db() as session:
+            return CampaignOut.model_validate(campaigns.get_campaign(session, profile_id=pid, campaign_id=cid))
+    except DomainError:
+        return None
+
+
+campaign = load_campaign()
+if campaign is None:
+    st.title("Campaign")
+    st.error("This campaign does not exist any more (it may have been deleted).")
+    page_link("campaigns", "Go to the campaign list", icon=":material/campaign:")
+    st.stop()
+status = campaign.status
+
+# --- header and actions -------------------------------------------------------------------------------
+page_link("campaigns", "All campaigns", icon=":material/arrow_back:")
+title, badge = st.columns([5, 1], vertical_alignment="center")
+title.title(campaign.name)
+with badge:
+    st.badge(STATUS_LABELS[status], color=BADGE_COLORS[status])  # type: ignore[arg-type]
+method_text = wizard.METHOD_LABELS[campaign.outreach_method]
+if campaign.outreach_method == "multi":
+    method_text += ": " + " → ".join(analytics.CHANNEL_LABELS[s["channel"]] for s in campaign.steps)
+st.caption(f"{TYPE_LABELS[campaign.campaign_type]} · {method_text} · created {local_time(campaign.created_at)}")
+if campaign.description:
+    st.write(campaign.description)
+if campaign.status_reason:
+    st.warning(campaign.status_reason, icon=":material/info:")
+if status == "scheduled" and campaign.scheduled_at:
+    st.info(f"Starts on its own on {local_time(campaign.scheduled_at)} ({business_timezone()}); the customers who "
+            "match at that moment are selected then.", icon=":material/schedule:")
+if status == "draft":
+    st.info("This is a draft: nothing is sent until you start it.", icon=":material/edit_note:")
+
+
+@st.dialog("Stop this campaign?", on_dismiss=answered)
+def confirm_stop() -> None:
+    st.write("Customers not reached yet will not be contacted, and a stopped campaign cannot be started again. "
+             "To stop only for a while, pause it instead.")
+    left, right = st.columns(2)
+    if left.button("Stop the campaign", type="primary", width="stretch"):
+        answered()
+        attempt(lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign stopped.",
+                remember=True)
+        st.rerun()
+    if right.button("Keep it running", width="stretch"):
+        answered()
+        st.rerun()
+
+
+@st.dialog("Delete this campaign?", on_dismiss=answered)
+def confirm_delete() -> None:
+    st.write("The campaign, its recipient list and its results will be deleted. This cannot be undone.")
+    left, right = st.columns(2)
+    if left.button("Delete the campaign", type="primary", width="stretch"):
+        answered()
+        if attempt(lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=cid) or True,
+                   success=f"“{campaign.name}” deleted.", remember=True):
+            go("campaigns")
+        st.rerun()
+    if right.button("Keep it", width="stretch"):
+        answered()
+        st.rerun()
+
+
+actions = st.columns(5)
+if actions[0].button("Resume" if status == "paused" else "Start now", icon=":material/play_arrow:", width="stretch",
+                     type="primary", disabled=status not in ("draft", "scheduled", "paused")):
+    with st.spinner("Choosing the customers who match and starting…"):
+        attempt(lambda s: campaigns.start_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign running.",
+                remember=True)
+    st.rerun()
+if actions[1].button("Pause", icon=":material/pause:", width="stretch", disabled=status != "active"):
+    attempt(lambda s: campaigns.pause_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign paused.",
+            remember=True)
+    st.rerun()
+if actions[2].button("Stop…", icon=":material/stop:", width="stretch", disabled=status in ("completed", "cancelled")):
+    ask("stop_one", id=str(cid))
+if actions[3].button("Results and charts", icon=":material/insights:", width="stretch"):
+    go("analytics", id=cid)
+if actions[4].button("Delete…", icon=":material/delete:", width="stretch", disabled=status == "active",
+                     help="Pause or stop it before deleting it." if status == "active" else None):
+    ask("delete_one", id=str(cid))
+if (question := asked("stop_one")) and question["id"] == str(cid):
+    confirm_stop()
+if (question := asked("delete_one")) and question["id"] == str(cid):
+    confirm_delete()
+
+
+# --- live progress -----------------------------------------------------------------------------------------
+
+
+@st.fragment(run_every=REFRESH_SECONDS if status == "active" else None)
+def live_progress() -> None:
+    try:
+        with db() as session:
+            progress = analytics.campaign_progress(session, profile_id=pid, campaign_id=cid)
+            now_status = campaigns.get_campaign(session, profile_id=pid, campaign_id=cid).status
+    except DomainError as exc:
+        st.error(sentence(exc))
+        return
+    if now_status != status:
+        st.rerun(scope="app")  # e.g. the scheduler completed it: the whole page changes
+    s = progress.stats
+    if s.recipients == 0:
+        if status in ("draft", "scheduled"):
+            st.caption("No customers selected yet: they are chosen when the campaign starts.")
+        else:
+            st.warning("Nobody matched the audience when this campaign started, so there was no one to contact.")
+        return
+    st.progress(s.progress, text=f"{s.done:,} of {s.recipients:,} customers done ({percent(s.progress)})")
+    cols = st.columns(7)
+    cols[0].metric("Customers", f"{s.recipients:,}")
+    cols[1].metric("Sent", f"{s.sent:,}")
+    cols[2].metric("Delivered", f"{s.delivered:,}")
+    cols[3].metric("Responded", f"{s.responded:,}", help="Replied, clicked or talked to the agent.")
+    cols[4].metric("Converted", f"{s.converted:,}", help="Booked or otherwise said yes.")
+    cols[5].metric("Failed", f"{s.failed:,}")
+    cols[6].metric("Opted out", f"{s.opted_out:,}")
+    notes = [f"Response rate {percent(s.response_rate)}, conversion rate {percent(s.conversion_rate)}."]
+    if status == "active":
+        if progress.in_flight:
+            notes.append(f"{progress.in_flight:,} being sent right now.")
+        if progress.due_now:
+            notes.append(f"{progress.due_now:,} due now.")
+        elif progress.next_due_at:
+            notes.append(f"Next send due {local_time(progress.next_due_at)}.")
+        notes.append(f"Refreshes every {REFRESH_SECONDS} seconds.")
+    if progress.last_event_at:
+        notes.append(f"Last activity {local_time(progress.last_event_at)}.")
+    st.caption(" ".join(notes))
+
+
+live_progress()
+
+with st.expander("How this campaign is set up"):
+    c1, c2 = st.columns(2)
+    c1.markdown("**Audience**")
+    c1.markdown("\n".join(f"- {line}" for line in wizard.describe_criteria(campaign.target_criteria)))
+    window = campaign.send_window
+    days = ", ".join(wizard.DAY_NAMES[d][:3] for d in window.get("days", []))
+    c2.markdown("**Schedule and pace**")
+    c2.markdown(f"- Send window {window.get('start')}–{window.get('end')} on {days} (customer's local time, "
+                f"fallback {campaign.timezone})\n- {campaign.rate_limit_per_minute} per minute, up to "
+                f"{campaign.max_attempts} tries each"
+                + (f"\n- {campaign.max_concurrent_calls} calls at the same time"
+                   if "call" in wizard.used_channels(campaign.model_dump()) else ""))
+    for name, label in (("email_subject", "E-mail subject"), ("message_template", "Message"),
+                        ("sms_template", "SMS text"), ("call_script", "Call script")):
+        text = getattr(campaign, name)
+        if text:
+            st.markdown(f"**{label}**")
+            st.text(text)
+    if campaign.variables:
+        st.caption("Variables: " + ", ".join(f"{{{k}}} = {v}" for k, v in campaign.variables.items()))
+    if campaign.variants:
+        st.caption("A/B test: " + ", ".join(f"version {v['name']} (weight {v.get('weight', 1)})"
+                                            for v in campaign.variants))
+
+# --- recipients --------------------------------------------------------------------------------------------
+st.subheader("Customers in this campaign", anchor=False)
+f1, f2 = st.columns([1, 2])
+status_filter = f1.selectbox("Status", ["", *RECIPIENT_STATUSES], key="recipient_status",
+                             format_func=lambda s: RECIPIENT_STATUS_LABELS.get(s, "All statuses"))
+search = f2.text_input("Search by name, phone or e-mail", key="recipient_search", placeholder="e.g. Garcia or 555")
+offset = page_offset("recipients_page", PAGE_SIZE, (str(cid), status_filter, search))
+try:
+    with db() as session:
+        page, total = analytics.recipients_page(session, profile_id=pid, campaign_id=cid,
+                                                status=status_filter or None, search=search or None,
+                                                limit=PAGE_SIZE, offset=offset)
+except DomainError as exc:
+    st.error(sentence(exc))
+    st.stop()
+past_the_end(len(page), total, key="recipients_page", page_size=PAGE_SIZE)
+
+if total == 0:
+    if status_filter or search:
+        st.info("No customer matches this filter.")
+    elif status in ("draft", "scheduled"):
+        st.info("Customers are selected when the campaign starts. Start it now, or wait for its scheduled time.")
+    else:
+        st.info("This campaign has no customers.")
+    st.stop()
+
+tz = business_timezone()
+shown = page.assign(status_badge=[[label] for label in page["status_label"]])
+event = st.dataframe(
+    shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="recipient_table",
+    column_order=["customer", "phone", "email", "status_badge", "variant", "channel", "step", "attempts", "sent_at",
+                  "responded_at", "converted", "error"],
+    column_config={
+        "customer": st.column_config.TextColumn("Customer"),
+        "phone": st.column_config.TextColumn("Phone"),
+        "email": st.column_config.TextColumn("E-mail"),
+        "status_badge": st.column_config.MultiselectColumn("Status", options=list(RECIPIENT_COLORS),
+                                                           color=list(RECIPIENT_COLORS.values())),
+        "variant": st.column_config.TextColumn("Version"),
+        "channel": st.column_config.TextColumn("Last channel"),
+        "step": st.column_config.NumberColumn("Step"),
+        "attempts": st.column_config.NumberColumn("Tries"),
+        "sent_at": st.column_config.DatetimeColumn("Sent", format="MMM D, HH:mm", timezone=tz),
+        "responded_at": st.column_config.DatetimeColumn("Responded", format="MMM D, HH:mm", timezone=tz),
+        "converted": st.column_config.CheckboxColumn("Converted"),
+        "error": st.column_config.TextColumn("Problem", width="medium"),
+    },
+)
+pager(total, key="recipients_page", page_size=PAGE_SIZE)
+
+# --- one recipient ------------------------------------------------------------------------------------------
+ids = list(page["id"])
+labels = {row.id: f"{row.customer} · {row.phone or row.email or ''} · {row.status_label}"
+          for row in page.itertuples()}
+chosen = pick("Details for", ids, key="recipient_detail", format_func=lambda i: labels[i],
+              clicked_rows=event.selection.rows if event is not None else None, help="Or click a row in the table.")
+with db() as session:
+    detail = analytics.recipient_detail(session, profile_id=pid, recipient_id=uuid.UUID(chosen))
+
+
+def _when(value: datetime | None) -> str:
+    return local_time(value) if value else "—"
+
+
+with st.container(border=True):
+    st.markdown(f"**{detail.customer_name or 'Unnamed customer'}** — "
+                f"{' · '.join(x for x in (detail.customer_phone, detail.customer_email) if x)}")
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Status", RECIPIENT_STATUS_LABELS[detail.status])
+    c2.metric("Step", f"{detail.step + 1}")
+    c3.metric("Tries so far", f"{detail.attempts_made}")
+    c4.metric("Converted", "Yes" if detail.converted else "No")
+    st.caption(f"Sent {_when(detail.sent_at)} · delivered {_when(detail.delivered_at)} · answered "
+               f"{_when(detail.answered_at)} · responded {_when(detail.responded_at)}"
+               + (f" · next try {_when(detail.next_attempt_at)}" if detail.next_attempt_at else "")
+               + (f" · version {detail.variant}" if detail.variant else ""))
+    if detail.error_message:
+        st.error(f"Problem: {detail.error_message}")
+    if detail.summary:
+        st.markdown(f"**Call summary.** {detail.summary}")
+    if detail.reply:
+        st.markdown(f"**Their reply.** {detail.reply}")
+    if detail.recording_url:
+        st.markdown(f"[Listen to the recording]({detail.recording_url})")
+    if detail.transcript:
+        with st.expander("Call transcript"):
+            st.text(detail.transcript)
+    tab_events, tab_attempts = st.tabs(["What happened", "Send attempts"])
+    with tab_events:
+        if detail.events.empty:
+            st.caption("Nothing has happened yet for this customer.")
+        else:
+            st.dataframe(detail.events, hide_index=True, width="stretch", column_config={
+                "time": st.column_config.DatetimeColumn("When", format="MMM D, HH:mm:ss", timezone=tz),
+                "event": "What", "channel": "Channel", "provider": "Provider", "note": "Details"})
+    with tab_attempts:
+        if detail.attempts.empty:
+            st.caption("No send attempt yet.")
+        else:
+            st.dataframe(detail.attempts, hide_index=True, width="stretch", column_config={
+                "step": "Step", "try": "Try", "channel": "Channel", "provider": "Provider", "outcome": "Outcome",
+                "message id": "Provider's id", "error": "Problem",
+                "started": st.column_config.DatetimeColumn("Started", format="MMM D, HH:mm:ss", timezone=tz),
+                "finished": st.column_config.DatetimeColumn("Finished", format="MMM D, HH:mm:ss", timezone=tz)})
