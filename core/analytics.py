@@ -37,6 +37,7 @@ from core.models import (
     OutreachAttempt,
     OutreachEvent,
 )
+from core.results import count_columns
 from core.targeting import channels_of
 
 R = CampaignRecipient
@@ -91,16 +92,10 @@ def _sum_if(cond: ColumnElement[bool]) -> ColumnElement[Any]:
 
 
 def _counter_columns() -> list[ColumnElement[Any]]:
-    """The recipient counters, as aggregate columns (same rules as ``core.results``)."""
+    """The recipient counters (the rules of ``core.results``), plus how many are done."""
     return [
-        func.count(R.id).label("recipients"),
-        func.count(R.sent_at).label("sent"),
-        func.count(R.delivered_at).label("delivered"),
-        func.count(R.answered_at).label("answered"),
-        func.count(R.responded_at).label("responded"),
-        _sum_if(R.converted.is_(True)).label("converted"),
-        _sum_if(R.status == "failed").label("failed"),
-        _sum_if(R.status == "opted_out").label("opted_out"),
+        *count_columns(("recipients", "sent", "delivered", "answered", "responded", "converted", "failed",
+                        "opted_out")),
         # nothing left to do for the recipient (the work queue's definition) or given up on
         _sum_if(or_(R.next_attempt_at.is_(None), R.status.in_(("failed", "opted_out")))).label("done"),
     ]

@@ -24,6 +24,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.accounts import get_profile
+from core.config import get_settings
 from core.contacts import ContactError, normalize_email, normalize_phone
 from core.db import utcnow
 from core.errors import Conflict, FieldError, Invalid, NotFound, parse_model
@@ -224,6 +225,7 @@ def create_campaign(session: Session, *, profile_id: uuid.UUID, data: CampaignCr
                          ("max_attempts", DEFAULT_MAX_ATTEMPTS)):
         if values.get(key) is None:
             values[key] = default
+    values["attribution_days"] = get_settings().attribution_days
     for key in ("variables", "target_criteria"):
         values[key] = values.get(key) or {}
     for key in ("variants", "steps"):

@@ -72,7 +72,10 @@ class new_uuid(FunctionElement[Any]):
 
 @compiles(new_uuid, "postgresql")
 def _new_uuid_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    return "gen_random_uuid()"
+    # a v4 UUID whose first 48 bits become the clock's milliseconds and whose version nibble becomes 7
+    return ("encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) placing "
+            "substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) "
+            "FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid")
 
 
 @compiles(new_uuid, "sqlite")

@@ -11,6 +11,7 @@ of the counters, refreshed by :func:`refresh_campaign_results`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -59,22 +60,25 @@ class Results(Counts):
                 "by_variant": self.by_variant, "by_channel": self.by_channel}
 
 
-def _count_columns() -> list[ColumnElement[Any]]:
+def count_columns(labels: Sequence[str] = COUNTERS) -> list[ColumnElement[Any]]:
+    """The counters as aggregate columns over ``campaign_recipients``, labelled ``labels``
+    (in the order of :data:`COUNTERS`); every count in the product uses these rules."""
     r = CampaignRecipient
 
     def status_is(status: str) -> ColumnElement[Any]:
         return func.coalesce(func.sum(case((r.status == status, 1), else_=0)), 0)
 
-    return [
-        func.count().label("total_recipients"),
-        func.count(r.sent_at).label("sent_count"),
-        func.count(r.delivered_at).label("delivered_count"),
-        status_is("answered").label("answered_count"),
-        func.count(r.responded_at).label("responded_count"),
-        func.coalesce(func.sum(case((r.converted.is_(True), 1), else_=0)), 0).label("converted_count"),
-        status_is("failed").label("failed_count"),
-        status_is("opted_out").label("opted_out_count"),
+    columns = [
+        func.count(),
+        func.count(r.sent_at),
+        func.count(r.delivered_at),
+        status_is("answered"),
+        func.count(r.responded_at),
+        func.coalesce(func.sum(case((r.converted.is_(True), 1), else_=0)), 0),
+        status_is("failed"),
+        status_is("opted_out"),
     ]
+    return [column.label(label) for column, label in zip(columns, labels, strict=True)]
 
 
 def _counts(row: Any) -> Counts:
@@ -83,7 +87,7 @@ def _counts(row: Any) -> Counts:
 
 def count_recipients(session: Session, *, campaign_id: uuid.UUID) -> Counts:
     """The campaign's counters as its recipients say right now."""
-    row = session.execute(select(*_count_columns()).where(CampaignRecipient.campaign_id == campaign_id)).one()
+    row = session.execute(select(*count_columns()).where(CampaignRecipient.campaign_id == campaign_id)).one()
     return _counts(row)
 
 
@@ -99,7 +103,7 @@ def campaign_results(session: Session, *, profile_id: uuid.UUID, campaign_id: uu
     results = Results(**asdict(totals))
 
     if campaign.variants:
-        for row in session.execute(select(r.variant, *_count_columns())
+        for row in session.execute(select(r.variant, *count_columns())
                                    .where(r.campaign_id == campaign.id).group_by(r.variant)):
             results.by_variant[row.variant or "none"] = _counts(row).as_dict()
         for v in campaign.variants:
@@ -107,7 +111,7 @@ def campaign_results(session: Session, *, profile_id: uuid.UUID, campaign_id: uu
 
     first_channel = campaign.steps[0]["channel"] if campaign.steps else campaign.outreach_method
     channel = func.coalesce(r.last_channel, literal(first_channel)).label("channel")
-    for row in session.execute(select(channel, *_count_columns()).where(r.campaign_id == campaign.id)
+    for row in session.execute(select(channel, *count_columns()).where(r.campaign_id == campaign.id)
                                .group_by(channel)):
         results.by_channel[row.channel] = _counts(row).as_dict()
     return results

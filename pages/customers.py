@@ -104,7 +104,9 @@ with tab_list:
     else:
         st.caption(f"{total:,} customers. A customer is everyone sharing a phone number (or, without one, an "
                    "e-mail address) across your leads.")
-        st.dataframe(table, hide_index=True, width="stretch", column_order=[
+        shown = table.astype({c: object for c in ("name", "phone", "email", "service")})
+        shown[["name", "phone", "email", "service"]] = shown[["name", "phone", "email", "service"]].fillna("")
+        st.dataframe(shown, hide_index=True, width="stretch", column_order=[
             "name", "phone", "email", "last_contact", "leads", "last_status", "service"], column_config={
             "name": "Name", "phone": "Phone", "email": "E-mail",
             "last_contact": st.column_config.DatetimeColumn("Last in touch", format="MMM D, YYYY",
@@ -112,7 +114,7 @@ with tab_list:
             "leads": st.column_config.NumberColumn("Leads"), "last_status": "Last status", "service": "Service"})
         pager(total, key="customers_page", page_size=PAGE_SIZE)
         customer_labels = {row.contact_key: f"{row.name or 'Unnamed'} · {row.phone or row.email}"
-                           for row in table.itertuples()}
+                           for row in shown.itertuples()}
         c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
         with c1:
             chosen = pick("Customer", list(customer_labels), format_func=customer_labels.__getitem__,
