@@ -39,8 +39,11 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy core
 
+## bench: the benchmarks (PostgreSQL at TEST_DATABASE_URL); each prints its numbers
 bench: $(VENV)/.dev
 	$(BIN)/python bench/select.py
+	$(BIN)/python bench/dispatch.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .mypy_cache .ruff_cache

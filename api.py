@@ -32,17 +32,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.exceptions import HTTPException, RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core import accounts, campaigns, exports, optouts, results, targeting
+from core import accounts, campaigns, clicks, exports, optouts, results, targeting, unsubscribe
 from core.api_schemas import (
     MAX_OFFSET,
     MAX_PAGE,
@@ -64,12 +65,16 @@ from core.api_schemas import (
     RecipientStatus,
     Selection,
     UtcDateTime,
+    WebhookAck,
 )
-from core.config import get_settings
+from core.config import Settings, get_settings
 from core.db import get_engine, make_engine
 from core.errors import DomainError, Invalid
 from core.logs import configure_logging
 from core.schemas import CampaignCreate, CampaignOut, CampaignType, CampaignUpdate, RecipientOut
+from core.webhooks import resend as resend_hooks
+from core.webhooks import twilio as twilio_hooks
+from core.webhooks import vapi as vapi_hooks
 
 log = logging.getLogger(__name__)
 
@@ -686,6 +691,113 @@ def healthz(request: Request) -> Any:
     return {"status": "ok", "database": "ok"}
 
 
+# --- provider webhooks, the unsubscribe page, tracked links ----------------------------------------------
+# Authenticated by the provider's signature or a signed token, not an API key.  The signature is checked on
+# the raw body before anything else; a refused request (401) touches no database.
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings | None = getattr(request.app.state, "settings", None)
+    return settings or get_settings()
+
+
+def _transaction(request: Request, work: Callable[[Session], Any]) -> Any:
+    with _database(request).factory() as session, session.begin():
+        return work(session)
+
+
+_HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Signed, but the body is not the provider's payload."},
+    401: {"model": ErrorBody, "description": "The signature is missing or wrong (or its secret is not set): "
+                                             "nothing was changed."},
+    503: {"model": ErrorBody, "description": "The database is busy or unreachable; the provider retries."},
+}
+webhooks_router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+@webhooks_router.post("/vapi", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="Vapi server messages")
+async def vapi_webhook(request: Request) -> Any:
+    """Call status updates and end-of-call reports from Vapi. The `x-vapi-secret` header must equal
+    `VAPI_WEBHOOK_SECRET`. A replayed message changes nothing; a call this service did not place is ignored."""
+    settings, body = _settings(request), await request.body()
+    vapi_hooks.verify(request.headers, settings=settings)
+    report = await run_in_threadpool(_transaction, request, lambda s: vapi_hooks.handle(s, body=body))
+    return report.as_dict()
+
+
+@webhooks_router.post("/twilio/status", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="Twilio message status callbacks")
+async def twilio_status_webhook(request: Request) -> Any:
+    """Delivery reports of texts (`MessageSid`, `MessageStatus`, `ErrorCode`), signed with `X-Twilio-Signature`
+    for `PUBLIC_BASE_URL` + this path."""
+    settings, params = _settings(request), twilio_hooks.form(await request.body())
+    url = twilio_hooks.public_url(settings, twilio_hooks.STATUS_PATH, request.url.query)
+    twilio_hooks.verify(settings=settings, url=url, params=params, headers=request.headers)
+    report = await run_in_threadpool(_transaction, request, lambda s: twilio_hooks.handle_status(s, params=params))
+    return report.as_dict()
+
+
+@webhooks_router.post("/twilio/inbound", response_class=Response, summary="Texts customers send",
+                      responses={**_HOOK_RESPONSES, 200: {"description": "TwiML: the reply to send, if any.",
+                                                          "content": {"application/xml": {"schema": {
+                                                              "type": "string"}}}}})
+async def twilio_inbound_webhook(request: Request) -> Response:
+    """A customer's text, signed with `X-Twilio-Signature` for `PUBLIC_BASE_URL` + this path: STOP and its
+    synonyms opt the number out of texts, START opts it back in, HELP answers with the business's details,
+    anything else is a response (a positive one a conversion). Answered with TwiML."""
+    settings, params = _settings(request), twilio_hooks.form(await request.body())
+    url = twilio_hooks.public_url(settings, twilio_hooks.INBOUND_PATH, request.url.query)
+    twilio_hooks.verify(settings=settings, url=url, params=params, headers=request.headers)
+    twiml = await run_in_threadpool(_transaction, request, lambda s: twilio_hooks.handle_inbound(s, params=params))
+    return Response(content=twiml, media_type="application/xml")
+
+
+@webhooks_router.post("/resend", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="Resend e-mail events")
+async def resend_webhook(request: Request) -> Any:
+    """Deliveries, bounces, complaints, opens and clicks of e-mails, signed by Svix (`svix-id`,
+    `svix-timestamp`, `svix-signature`) with `RESEND_WEBHOOK_SECRET`; a timestamp more than five minutes off
+    is refused."""
+    settings, body = _settings(request), await request.body()
+    event_id = resend_hooks.verify(settings=settings, headers=request.headers, body=body)
+    report = await run_in_threadpool(_transaction, request,
+                                     lambda s: resend_hooks.handle(s, body=body, event_id=event_id))
+    return report.as_dict()
+
+
+# pages for people (HTML), not part of the JSON API's document
+pages_router = APIRouter(include_in_schema=False)
+_NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
+
+
+@pages_router.get("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+    """The page an unsubscribe link opens: who is unsubscribed from what, and a button (nothing happens yet)."""
+    target = _transaction(request, lambda s: unsubscribe.find(s, token=token, settings=_settings(request)))
+    if target is None:
+        return HTMLResponse(unsubscribe.invalid_page(), status_code=404, headers=_NO_STORE)
+    return HTMLResponse(unsubscribe.confirm_page(target), headers=_NO_STORE)
+
+
+@pages_router.post("/unsubscribe/{token}", response_class=HTMLResponse)
+def unsubscribe_now(token: str, request: Request) -> HTMLResponse:
+    """The page's button, or RFC 8058 one-click (`List-Unsubscribe=One-Click`): unsubscribed at once."""
+    target = _transaction(request, lambda s: unsubscribe.unsubscribe(s, token=token, settings=_settings(request)))
+    if target is None:
+        return HTMLResponse(unsubscribe.invalid_page(), status_code=404, headers=_NO_STORE)
+    return HTMLResponse(unsubscribe.done_page(target), headers=_NO_STORE)
+
+
+@pages_router.get("/c/{token}")
+def follow_tracked_link(token: str, request: Request) -> Response:
+    """A tracked link of an e-mail: the click is recorded, then the browser goes where the link leads."""
+    url = _transaction(request, lambda s: clicks.follow(s, token=token, settings=_settings(request)))
+    if url is None:
+        return HTMLResponse(unsubscribe.invalid_page(), status_code=404, headers=_NO_STORE)
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+
+
 # --- the app ----------------------------------------------------------------------------------------------
 
 DESCRIPTION = """\
@@ -700,8 +812,10 @@ Create a key with `python -m core create-api-key --email <your login e-mail>`.
 """
 
 
-def create_app(*, engine: Engine | None = None, database_url: str | None = None) -> FastAPI:
-    """The API as an ASGI app, on ``engine`` or ``database_url`` (default: ``DATABASE_URL``)."""
+def create_app(*, engine: Engine | None = None, database_url: str | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """The API as an ASGI app, on ``engine`` or ``database_url`` (default: ``DATABASE_URL``); ``settings``
+    (default: the process's) are what the webhooks and the unsubscribe page check against."""
     database = Database(engine=engine, url=database_url)
 
     @asynccontextmanager
@@ -713,6 +827,7 @@ def create_app(*, engine: Engine | None = None, database_url: str | None = None)
 
     app = FastAPI(title="CONNEXT Re-engagement API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.database = database
+    app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -727,6 +842,8 @@ def create_app(*, engine: Engine | None = None, database_url: str | None = None)
     app.include_router(opt_outs_router)
     # provider webhooks and the unsubscribe page authenticate by signature/token, not API key:
     # their routers are included here, next to these
+    app.include_router(webhooks_router)
+    app.include_router(pages_router)
     return app
 
 

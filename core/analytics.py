@@ -31,6 +31,7 @@ from sqlalchemy.types import String
 from core.campaigns import get_campaign, get_recipient, list_campaigns, list_recipients
 from core.db import utcnow
 from core.models import (
+    EVENT_TYPES,
     RECIPIENT_STATUSES,
     Campaign,
     CampaignRecipient,
@@ -351,6 +352,9 @@ def _find(data: Any, keys: Sequence[str], depth: int = 0) -> str | None:
     return None
 
 
+_EVENT_ORDER = {kind: n for n, kind in enumerate(EVENT_TYPES)}
+
+
 def recipient_detail(session: Session, *, profile_id: uuid.UUID, recipient_id: uuid.UUID,
                      now: datetime | None = None) -> RecipientDetail:
     """One recipient with their attempts, events, and the call transcript/summary or reply when there is one."""
@@ -373,6 +377,8 @@ def recipient_detail(session: Session, *, profile_id: uuid.UUID, recipient_id: u
         .where(E.recipient_id == r.id, E.profile_id == profile_id, E.occurred_at <= now)
         .order_by(E.occurred_at, E.received_at)
     ).all()
+    # events of one moment in the order they happen in (sent before delivered before opened)
+    events = sorted(events, key=lambda e: (e.occurred_at, _EVENT_ORDER.get(e.type, len(_EVENT_ORDER))))
     events_df = pd.DataFrame.from_records([{
         "time": e.occurred_at, "event": EVENT_LABELS.get(e.type, e.type),
         "channel": CHANNEL_LABELS.get(e.channel or "", e.channel), "provider": e.provider,

@@ -332,3 +332,17 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"] = Field(description="`ok` when the database answers.", examples=["ok"])
     database: Literal["ok", "error"] = Field(description="Whether the database answered.", examples=["ok"])
 
+
+
+# --- provider webhooks -------------------------------------------------------------------------
+
+
+class WebhookAck(BaseModel):
+    """What a provider webhook did (providers only look at the status; the counts help when debugging)."""
+
+    received: int = Field(description="Events found in the request.", examples=[1])
+    applied: int = Field(description="Events stored and applied to a campaign recipient.", examples=[1])
+    replayed: int = Field(description="Events already received before (a retried or replayed webhook): "
+                                      "nothing changed.", examples=[0])
+    ignored: int = Field(description="Events about a message this service did not send: stored, not applied.",
+                         examples=[0])

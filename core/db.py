@@ -99,13 +99,13 @@ class stable_bucket(FunctionElement[Any]):
 
 @compiles(stable_bucket, "postgresql")
 def _bucket_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    arg = compiler.process(list(element.clauses)[0], **kw)
+    arg = compiler.process(next(iter(element.clauses)), **kw)
     return f"(('x' || lpad(substr(md5({arg}), 1, 8), 16, '0'))::bit(64)::bigint)"
 
 
 @compiles(stable_bucket, "sqlite")
 def _bucket_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    arg = compiler.process(list(element.clauses)[0], **kw)
+    arg = compiler.process(next(iter(element.clauses)), **kw)
     return f"cx_bucket({arg})"
 
 

@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Column, Table, and_, exists, func, select, update
@@ -82,7 +82,10 @@ from core.windows import QUIET_CHANNELS, describe, next_opening, recipient_zones
 log = logging.getLogger(__name__)
 
 # 429s and "request still running" say nothing about the recipient: they do not use up max_attempts
-THROTTLE_CODES = frozenset({"rate_limit_exceeded", "concurrent_idempotent_requests", "rate_limited"})
+THROTTLE_CODES = frozenset({"rate_limit_exceeded", "concurrent_idempotent_requests", "rate_limited",
+                            "concurrency_limited"})
+# a connection that could not even be opened: nothing reached the provider, so nothing to reconcile
+NOT_SENT_CODES = frozenset({"not_sent"})
 MAX_THROTTLED_TRIES = 25
 BACKOFF_BASE = 30.0
 BACKOFF_CAP = 3600.0
@@ -619,7 +622,9 @@ class Dispatcher:
         if sms_phones:
             texted = self._already_texted(session, run.campaign.profile_id, sms_phones)
         sends = []
-        clock = now.isoformat()
+        # an injected clock travels with the message (the sandbox dates its outcomes by it); on the real
+        # clock the sandbox takes the moment it is called, which may be later than now (pacing)
+        clock = {"clock": now.isoformat()} if self.clock.fixed else {}
         for row, step, _contact, attempt_no, failures, throttled in candidates:
             message = earlier.get(row.id)
             if message is None or message.step != step.index:
@@ -629,7 +634,7 @@ class Dispatcher:
                                     last_visit=last_visit)
                 message = run.builder.build(customer, step=step.index, channel=step.channel,
                                             first_sms=step.channel == "sms" and row.customer_phone not in texted)
-            message = with_metadata(message, attempt=str(attempt_no), clock=clock)
+            message = with_metadata(message, attempt=str(attempt_no), **clock)
             sends.append(_Send(row=row, step=step, attempt_id=new_id(), attempt_no=attempt_no,
                                failures=failures, throttled=throttled, message=message,
                                adapter=self.adapter(step.channel)))
@@ -757,10 +762,10 @@ class Dispatcher:
         if nxt < len(run.steps):
             writes.recipient("accept", row.id, step=nxt, attempts=0,
                              next_at=now + timedelta(hours=run.steps[nxt].delay_hours), channel=step.channel,
-                             pmid=pmid)
+                             pmid=pmid, at=now)
         else:
             writes.recipient("accept", row.id, step=step.index, attempts=attempt_no, next_at=None,
-                             channel=step.channel, pmid=pmid)
+                             channel=step.channel, pmid=pmid, at=now)
         writes.sent_event(row, step=step.index, channel=step.channel, provider=provider, attempt_id=attempt_id,
                           attempt_no=attempt_no, pmid=pmid, at=now)
         run.report.count("sent")
@@ -799,8 +804,11 @@ class Dispatcher:
         if s.result is not None:
             writes.attempt(s.attempt_id, "accepted", pmid=s.result.provider_message_id,
                            still_open=step.channel == "call")
+            # sent when its slot came (a paced batch takes a while), not when the batch is recorded: what the
+            # provider reports back (delivered, …) comes after it on the timeline
+            sent = now if self.clock.fixed or not s.at else min(now, datetime.fromtimestamp(s.at, UTC))
             self._accepted(run, writes, row, step, attempt_id=s.attempt_id, attempt_no=s.attempt_no,
-                           pmid=s.result.provider_message_id, provider=s.adapter.provider, now=now)
+                           pmid=s.result.provider_message_id, provider=s.adapter.provider, now=sent)
             return
         if s.not_sent is not None:
             writes.attempt(s.attempt_id, "skipped", error=f"not sent: {s.not_sent}")
@@ -839,7 +847,7 @@ class Dispatcher:
                     writes.blocks[key] = (until, exc.reason)
             failures = s.failures + (0 if throttle else 1)
             throttled = s.throttled + (1 if throttle else 0)
-            if not throttle and needs_reconcile(s.adapter):
+            if not throttle and needs_reconcile(s.adapter) and exc.code not in NOT_SENT_CODES:
                 # the request may have gone through (a timeout, a lost answer) and this provider has no
                 # idempotency key: the try stays open and is settled with the provider before any retry
                 writes.attempt(s.attempt_id, None, code=exc.code, error=exc.reason, still_open=True)
@@ -885,6 +893,7 @@ class Dispatcher:
                                            .where(in_values(session, _a.c.id, wanted))).all())
         writes = Writes(self.worker, now)
         settled = 0
+        finished: list[tuple[str, SendResult]] = []  # tries that went out and are already over
         for row in rows:
             h = open_tries[row.id]
             current = h.step == row.step
@@ -935,6 +944,8 @@ class Dispatcher:
                 continue
             writes.attempt(h.id, "accepted", pmid=result.provider_message_id,
                            still_open=h.channel == "call" and result.status not in ("ended", "completed"))
+            if result.status in ("ended", "completed"):
+                finished.append((h.provider, result))
             if current:
                 self._accepted(run, writes, row, step, attempt_id=h.id, attempt_no=h.attempt_no,
                                pmid=result.provider_message_id, provider=h.provider, now=now)
@@ -945,7 +956,24 @@ class Dispatcher:
             log.info("campaign %s recipient %s: try %d had gone out (%s); recorded, not repeated", run.id,
                      row.id, h.attempt_no, result.provider_message_id)
         self._write(writes)
+        for provider, result in finished:
+            try:
+                self.recover_outcome(provider, result)
+            except Exception:
+                log.exception("campaign %s: the outcome of %s could not be read from %s", run.id,
+                              result.provider_message_id, provider)
         return settled
+
+    def recover_outcome(self, provider: str, result: SendResult) -> None:
+        """Apply what the provider's record of a finished message says happened (its end-of-call
+        report, say), in case the webhook that would have said so never arrived."""
+        record = result.detail.get("record") if isinstance(result.detail, dict) else None
+        if not isinstance(record, dict):
+            return
+        from core.webhooks import recover_outcome
+
+        with self.factory() as session, session.begin():
+            recover_outcome(session, provider=provider, record=record, now=self._now())
 
     def _reconcile_one(self, attempt: Any, detail: dict[str, Any]) -> SendResult | None:
         message = message_from_detail(detail)
@@ -957,6 +985,11 @@ class Dispatcher:
                                  f"to ask (now {adapter.provider})", code="provider_changed")
         # providers measure age on the real clock: keep the try's age as the dispatcher's clock sees it
         started_at = utcnow() - (self.clock.now() - attempt.started_at)
+        pmid = getattr(attempt, "provider_message_id", None)
+        if pmid and getattr(adapter, "reconciles_by_id", False):
+            # the provider's id of the try is known (a call in progress): the adapter reads it directly
+            return adapter.reconcile(message, started_at=started_at,  # type: ignore[call-arg]
+                                     provider_message_id=pmid)
         if "request" in detail and hasattr(adapter, "request_payload"):
             return adapter.reconcile(message, started_at=started_at,  # type: ignore[call-arg]
                                      request=detail["request"])
@@ -1067,7 +1100,7 @@ def close_stale_calls(dispatcher: Dispatcher, *, limit: int = 100) -> int:
     a = _a.c
     with dispatcher.factory() as session:
         stale = session.execute(
-            select(a.id, a.channel, a.provider, a.started_at, a.detail)
+            select(a.id, a.channel, a.provider, a.started_at, a.detail, a.provider_message_id)
             .where(a.channel == "call", a.outcome == "accepted", a.completed_at.is_(None),
                    a.started_at <= now - ratelimit.CALL_TIMEOUT)
             .order_by(a.started_at).limit(limit)).all()
@@ -1078,6 +1111,8 @@ def close_stale_calls(dispatcher: Dispatcher, *, limit: int = 100) -> int:
             result = dispatcher._reconcile_one(attempt, attempt.detail or {})
             still_going = (result is not None and result.status in ("queued", "ringing", "in-progress", "forwarding")
                            and attempt.started_at > now - 2 * ratelimit.CALL_TIMEOUT)
+            if result is not None and not still_going:
+                dispatcher.recover_outcome(attempt.provider, result)
         except Exception as exc:
             log.info("call attempt %s: the provider could not say how it ended (%s); closing it", attempt.id, exc)
         if not still_going:

@@ -15,7 +15,11 @@ Normalized payload keys (the parsers of each provider's webhook fill them):
 ``error`` (why it failed), ``bounce_type`` (``Permanent``/``Transient``),
 ``text`` (an SMS reply), ``url`` (a clicked link), ``source`` (opt-out source
 for e-mail), and for calls ``ended_reason``, ``transcript``, ``summary``,
-``recording_url``, ``structured_data``, ``cost``, ``duration_seconds``.
+``recording_url``, ``structured_data``, ``cost``, ``duration_seconds``; ``lead_id``
+(a "converted" event about a lead that already exists: attribution links it
+instead of creating one) and ``retry`` (a "failed" call that never started for
+a reason that passes, such as the provider's concurrency limit: its step is
+tried again).
 
 Recipient status only moves forward, ``pending < queued < sent < delivered <
 answered``; ``failed`` and ``opted_out`` are terminal outcomes.  Timestamps
@@ -27,10 +31,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -163,6 +167,62 @@ def _conversion_lead(session: Session, recipient: CampaignRecipient, event: Outr
     ).on_conflict_do_nothing(index_elements=["profile_id", "fingerprint"]))
 
 
+def _as_uuid(value: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _link_lead(session: Session, recipient: CampaignRecipient, lead_id: uuid.UUID) -> None:
+    """A conversion that is a lead already recorded (a customer who came back on their own within the
+    attribution window): the lead is linked to the campaign; no second lead is created."""
+    session.execute(update(Lead).where(Lead.id == lead_id, Lead.profile_id == recipient.profile_id,
+                                       Lead.campaign_id.is_(None)).values(campaign_id=recipient.campaign_id))
+
+
+CALL_RETRY_DELAY = timedelta(seconds=60)
+
+
+def _retry_call(session: Session, recipient: CampaignRecipient, event: OutreachEvent, *, now: datetime) -> bool:
+    """A call the provider accepted but could not start for a reason that passes (every line of the
+    account busy): its try becomes an ordinary retryable one that does not count against the tries,
+    and the step is due again.  The one case where a recipient goes back (``sent`` → ``queued``): the
+    call never rang.  ``False`` when there is nothing to undo (the try is already settled, the
+    recipient has moved on, or the campaign is over)."""
+    a = OutreachAttempt
+    if not event.provider_message_id:
+        return False
+    attempt = session.scalars(select(a).where(a.provider == event.provider, a.channel == "call",
+                                              a.provider_message_id == event.provider_message_id)
+                              .with_for_update()).first()
+    if attempt is None or attempt.outcome != "accepted" or attempt.recipient_id != recipient.id:
+        return False
+    campaign_status = session.scalar(select(Campaign.status).where(Campaign.id == recipient.campaign_id))
+    moved_on = session.scalar(select(exists().where(
+        a.recipient_id == recipient.id, a.id != attempt.id,
+        or_(a.step > attempt.step, a.outcome.is_(None), a.outcome == "accepted"))))
+    if (moved_on or campaign_status not in ("active", "paused") or recipient.status in TERMINAL
+            or recipient.delivered_at is not None or recipient.claimed_by is not None):
+        return False
+    reason = _reason(event.payload or {}, "the provider could not start the call")
+    attempt.outcome = "retryable"
+    attempt.error_code = "concurrency_limited"
+    attempt.error_message = f"the call never started: {reason}"[:2000]
+    attempt.completed_at = attempt.completed_at or event.occurred_at
+    recipient.step = attempt.step
+    recipient.attempts = max(recipient.attempts, attempt.attempt_no)
+    recipient.next_attempt_at = max(now, event.occurred_at) + CALL_RETRY_DELAY
+    recipient.error_message = attempt.error_message
+    other_sends = session.scalar(select(exists().where(a.recipient_id == recipient.id, a.id != attempt.id,
+                                                       a.outcome == "accepted")))
+    if not other_sends:
+        recipient.sent_at = None
+        if recipient.status == "sent":
+            recipient.status = "queued"
+    return True
+
+
 def _end_call(session: Session, event: OutreachEvent, when: datetime) -> None:
     """The call this event reports the end of no longer counts as in progress."""
     a = OutreachAttempt
@@ -235,7 +295,15 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
             recipient.converted = True
             recipient.converted_at = when
         _merge(recipient, artefacts)
-        _conversion_lead(session, recipient, event)
+        existing = _as_uuid(p.get("lead_id"))
+        if existing is not None:
+            _link_lead(session, recipient, existing)
+        else:
+            _conversion_lead(session, recipient, event)
+    elif kind == "failed" and channel == "call" and p.get("retry"):
+        # never a failure of the recipient: the step is due again, or another try already placed the call
+        if not _retry_call(session, recipient, event, now=now):
+            _merge(recipient, {"ended_reason": p.get("ended_reason")} if p.get("ended_reason") else {})
     elif kind in ("bounced", "failed", "complained"):
         default = {"bounced": "the e-mail bounced", "failed": "the provider could not deliver it",
                    "complained": "the customer marked the e-mail as spam"}[kind]

@@ -33,10 +33,11 @@ from sqlalchemy import Column, MetaData, String, Table, Text, func, literal, sel
 from sqlalchemy.orm import Session
 
 from core.accounts import get_profile
+from core.attribution import attribute_leads
 from core.contacts import ContactError, normalize_email, normalize_phone
 from core.db import UTCDateTime, dialect_insert, new_uuid, utcnow
 from core.errors import Invalid, NotFound
-from core.models import LEAD_STATUSES, Agent, Lead
+from core.models import LEAD_STATUSES, Agent, Campaign, Lead
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _Rejected = tuple[int, str]
 
 
 class _RowError(ValueError):
-    pass
+    """One row of a lead file is not acceptable; the message says why."""
 
 
 def _parse_time(raw: str, tz: ZoneInfo, now: datetime) -> datetime:
@@ -302,9 +303,7 @@ def import_leads(
     ``skip_invalid`` is false.  The caller's transaction commits the import.
     """
     profile = get_profile(session, profile_id=profile_id)
-    if agent_id is not None and session.scalar(
-            select(Agent.id).where(Agent.id == agent_id, Agent.profile_id == profile_id)) is None:
-        raise Invalid(f"no agent {agent_id} in this business", field="agent_id")
+    _check_own(session, Agent, agent_id, profile_id, field="agent_id", what="agent")
     now = now or utcnow()
     report = ImportReport()
     own: IO[Any] | None = None
@@ -343,6 +342,10 @@ def import_leads(
         checked_at = perf_counter()
         if not report.rejected or skip_invalid:
             report.imported = _insert_staged(session, profile_id=profile_id, agent_id=agent_id, now=now)
+            if report.imported:
+                # customers a campaign reached who came back: conversions of that campaign (one statement)
+                attribute_leads(session, profile_id=profile_id, now=now, lead_ids=select(Lead.id).where(
+                    Lead.profile_id == profile_id, Lead.fingerprint.in_(select(_stage.c.fingerprint))))
             report.duplicates = stager.count - report.imported
             if report.imported >= _ANALYZE_AFTER and stager.pg:
                 # fresh planner statistics: without them the next selection over these leads
@@ -391,6 +394,13 @@ def lead_count(session: Session, *, profile_id: uuid.UUID) -> int:
     return int(session.scalar(select(func.count()).select_from(Lead).where(Lead.profile_id == profile_id)) or 0)
 
 
+def _check_own(session: Session, model: Any, object_id: uuid.UUID | None, profile_id: uuid.UUID, *,
+               field: str, what: str) -> None:
+    if object_id is not None and session.scalar(
+            select(model.id).where(model.id == object_id, model.profile_id == profile_id)) is None:
+        raise Invalid(f"no {what} {object_id} in this business", field=field)
+
+
 def add_lead(session: Session, *, profile_id: uuid.UUID, customer_name: str | None = None,
              customer_phone: str | None = None, customer_email: str | None = None, status: str = "New",
              service_type: str | None = None, notes: str | None = None, agent_id: uuid.UUID | None = None,
@@ -410,6 +420,8 @@ def add_lead(session: Session, *, profile_id: uuid.UUID, customer_name: str | No
         raise Invalid("customer_phone or customer_email is required", field="customer_phone")
     if status not in LEAD_STATUSES:
         raise Invalid(f"'{status}' is not one of {', '.join(LEAD_STATUSES)}", field="status")
+    _check_own(session, Agent, agent_id, profile_id, field="agent_id", what="agent")
+    _check_own(session, Campaign, campaign_id, profile_id, field="campaign_id", what="campaign")
     now = utcnow()
     lead = Lead(id=uuid.uuid4(), profile_id=profile_id, agent_id=agent_id, campaign_id=campaign_id,
                 contact_key=phone or email, customer_name=customer_name, customer_phone=phone,
@@ -417,5 +429,9 @@ def add_lead(session: Session, *, profile_id: uuid.UUID, customer_name: str | No
                 structured_data=structured_data or {}, extra={}, created_at=created_at or now, updated_at=now)
     session.add(lead)
     session.flush()
+    # a customer a campaign reached who came back on their own: a conversion of that campaign
+    if (source != "campaign" and campaign_id is None
+            and attribute_leads(session, profile_id=profile_id, lead_ids=[lead.id])):
+        session.expire(lead, ["campaign_id"])  # now linked to the campaign that won the customer back
     return lead
 

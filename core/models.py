@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -84,7 +84,8 @@ metadata = MetaData(
 
 class Base(DeclarativeBase):
     metadata = metadata
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(), dict[str, Any]: JSONType, list[Any]: JSONType}
 
 
 def _pk() -> Mapped[uuid.UUID]:
@@ -299,6 +300,8 @@ class CampaignRecipient(Base):
         Index(None, "campaign_id", "next_attempt_at"),
         # frequency cap and attribution: this customer's recent contacts
         Index(None, "profile_id", "contact_key", "sent_at"),
+        # an inbound text names only the number: the recipients of every business that texted it
+        Index(None, "contact_key"),
     )
 
 

@@ -11,14 +11,14 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.contacts import ContactError, normalize_contact
 from core.db import in_values, utcnow
 from core.errors import Invalid, NotFound
-from core.models import OPT_OUT_CHANNELS, OPT_OUT_SOURCES, OptOut
+from core.models import OPT_OUT_CHANNELS, OPT_OUT_SOURCES, Campaign, OptOut
 
 
 def is_opted_out(session: Session, *, profile_id: uuid.UUID, contact: str | None, channel: str) -> bool:
@@ -58,6 +58,9 @@ def record_opt_out(
         normalized = normalize_contact(contact, region)
     except ContactError as exc:
         raise Invalid(str(exc), field="contact") from None
+    if campaign_id is not None and session.scalar(select(Campaign.id).where(
+            Campaign.id == campaign_id, Campaign.profile_id == profile_id)) is None:
+        raise Invalid(f"no campaign {campaign_id} in this business", field="campaign_id")
     existing = session.scalars(select(OptOut).where(
         OptOut.profile_id == profile_id, OptOut.contact == normalized, OptOut.channel == channel)).one_or_none()
     if existing is not None:
@@ -95,3 +98,15 @@ def delete_opt_out(session: Session, *, profile_id: uuid.UUID, opt_out_id: uuid.
         raise NotFound("No such opt-out.", field="opt_out_id")
     session.delete(opt_out)
     session.flush()
+
+
+def opt_back_in(session: Session, *, profile_ids: Iterable[uuid.UUID], contact: str, channel: str,
+                source: str) -> int:
+    """Remove the opt-outs of ``contact`` on ``channel`` that came from ``source`` (an SMS START
+    undoes what STOP did) for the given businesses; opt-outs of other sources stay.  Returns how many."""
+    wanted = list(profile_ids)
+    if not wanted:
+        return 0
+    result = session.execute(delete(OptOut).where(
+        OptOut.profile_id.in_(wanted), OptOut.contact == contact, OptOut.channel == channel, OptOut.source == source))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -6,7 +6,8 @@ overriding what it sets; placeholders are filled from
 customer's service and last visit, campaign variables, unsubscribe link).
 
 - e-mail: subject, text and HTML parts, and a visible unsubscribe footer
-  (the link also goes in the ``List-Unsubscribe`` header);
+  (the link also goes in the ``List-Unsubscribe`` header); the HTML part's
+  links are tracked (:mod:`core.clicks`);
 - SMS: the text, plus "Reply STOP to opt out" on the first SMS a business
   sends to a number;
 - call: the rendered script as the assistant's first message, and the
@@ -26,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from core.channels.base import OutboundMessage
+from core.clicks import link_rewriter
 from core.config import Settings
 from core.models import Agent, Campaign, Profile
 from core.templates import build_context, render, render_html
@@ -117,8 +119,11 @@ class MessageBuilder:
             html_footer = (f'<hr><p style="font-size:12px;color:#666">You are receiving this because you are a '
                            f"customer of {html.escape(self.profile.business_name)}. "
                            f'<a href="{html.escape(unsubscribe, quote=True)}">Unsubscribe</a></p>')
+            # links in the HTML part go through click tracking (the text part keeps them as they are)
+            track = link_rewriter(customer.recipient_id, self.settings, keep=(unsubscribe,))
             return OutboundMessage(**common, subject=render(subject_template or "", context),
-                                   text=f"{text}\n\n--\n{footer}", html=render_html(body, context) + "\n" + html_footer,
+                                   text=f"{text}\n\n--\n{footer}",
+                                   html=render_html(body, context, link=track) + "\n" + html_footer,
                                    unsubscribe_url=unsubscribe)
         if channel == "sms":
             text = render(body, context).strip()

@@ -104,9 +104,10 @@ class Writes:
 
     def recipient(self, kind: str, rid: uuid.UUID, *, step: int = 0, attempts: int = 0,
                   next_at: datetime | None = None, error: str | None = None, channel: str | None = None,
-                  pmid: str | None = None) -> None:
+                  pmid: str | None = None, at: datetime | None = None) -> None:
+        """One recipient's outcome; ``at`` is when it happened (default: when the batch is recorded)."""
         self.recipients.setdefault(kind, []).append({
-            "rid": rid, "at": self.now, "step": step, "attempts": attempts, "next": next_at,
+            "rid": rid, "at": at or self.now, "step": step, "attempts": attempts, "next": next_at,
             "error": error[:2000] if error else None, "channel": channel, "pmid": pmid})
 
     def attempt(self, aid: uuid.UUID, outcome: str | None, *, pmid: str | None = None, code: str | None = None,

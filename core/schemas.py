@@ -105,14 +105,16 @@ class Step(BaseModel):
         "examples": [{"channel": "call", "delay_hours": 48, "condition": "no_response"}]})
 
     channel: Channel = Field(description="How this step reaches the customer: call, email or sms.")
-    delay_hours: float = Field(0, ge=0, le=24 * 60, description="Hours after the previous step (the first: after start).")
+    delay_hours: float = Field(0, ge=0, le=24 * 60,
+                               description="Hours after the previous step (the first: after start).")
     condition: Literal["always", "no_response", "not_answered"] = Field(
         "always", description="Run only if the customer has not responded / no call was answered so far.")
 
 
 _CONTENT_FIELDS = dict(
     message_template=Field(None, max_length=TEMPLATE_MAX,
-                           description="E-mail body (e-mail) or message text (SMS). Placeholders {name} / {name|fallback}."),
+                           description="E-mail body (e-mail) or message text (SMS). "
+                                       "Placeholders {name} / {name|fallback}."),
     call_script=Field(None, max_length=TEMPLATE_MAX, description="What the voice agent says first (calls)."),
     email_subject=Field(None, max_length=500, description="Subject line (e-mail, and e-mail steps of multi)."),
     sms_template=Field(None, max_length=TEMPLATE_MAX, description="SMS text for SMS steps of multi campaigns."),
@@ -133,7 +135,8 @@ class CampaignFields(BaseModel):
     agent_id: uuid.UUID | None = Field(None, description="The voice agent whose identity calls use.")
     scheduled_at: AwareDatetime | None = Field(None, description="When to start (ISO 8601 with offset).")
     target_criteria: dict[str, Any] | None = Field(
-        None, description="Who to reach; see TargetCriteria.", examples=[{"last_contact_days": 180, "status": "Closed"}])
+        None, description="Who to reach; see TargetCriteria.",
+        examples=[{"last_contact_days": 180, "status": "Closed"}])
     message_template: str | None = _CONTENT_FIELDS["message_template"]
     call_script: str | None = _CONTENT_FIELDS["call_script"]
     email_subject: str | None = _CONTENT_FIELDS["email_subject"]

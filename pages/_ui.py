@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -76,6 +77,13 @@ def profile_id() -> uuid.UUID:
         st.warning("Please sign in first.")
         st.stop()
     return uuid.UUID(str(value))
+
+
+def blank_missing_text(frame: Any) -> Any:
+    """The frame with missing values of its text columns as empty cells (a table shows "None" otherwise);
+    dates and numbers keep their type, so they still sort."""
+    text = [c for c in frame.columns if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])]
+    return frame.assign(**{c: frame[c].fillna("") for c in text}) if text else frame
 
 
 def business_timezone() -> str:
@@ -148,6 +156,30 @@ def asked(kind: str) -> dict[str, Any] | None:
     """The pending confirmation of ``kind``, if one is open."""
     pending = st.session_state.get(CONFIRM_KEY)
     return pending if isinstance(pending, dict) and pending.get("kind") == kind else None
+
+
+def confirm_buttons(yes: str, action: Callable[[Session], T], *, success: str, no: str = "Keep it",
+                    then: Callable[[T], None] | None = None) -> None:
+    """The two buttons of a confirmation dialog: ``yes`` runs ``action`` (as :func:`attempt` does, and
+    ``then`` with its result when it worked), ``no`` closes the dialog; either way the page reruns."""
+    left, right = st.columns(2)
+    if left.button(yes, type="primary", width="stretch"):
+        answered()
+        done = False
+
+        def run(session: Session) -> T:
+            nonlocal done
+            result = action(session)
+            done = True
+            return result
+
+        result = attempt(run, success=success, remember=True)
+        if done and then is not None:
+            then(result)  # type: ignore[arg-type]
+        st.rerun()
+    if right.button(no, width="stretch"):
+        answered()
+        st.rerun()
 
 
 def answered() -> None:

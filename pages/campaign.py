@@ -20,7 +20,9 @@ from pages._ui import (
     ask,
     asked,
     attempt,
+    blank_missing_text,
     business_timezone,
+    confirm_buttons,
     db,
     go,
     local_time,
@@ -88,30 +90,15 @@ if status == "draft":
 def confirm_stop() -> None:
     st.write("Customers not reached yet will not be contacted, and a stopped campaign cannot be started again. "
              "To stop only for a while, pause it instead.")
-    left, right = st.columns(2)
-    if left.button("Stop the campaign", type="primary", width="stretch"):
-        answered()
-        attempt(lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign stopped.",
-                remember=True)
-        st.rerun()
-    if right.button("Keep it running", width="stretch"):
-        answered()
-        st.rerun()
+    confirm_buttons("Stop the campaign", lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=cid),
+                    success="Campaign stopped.", no="Keep it running")
 
 
 @st.dialog("Delete this campaign?", on_dismiss=answered)
 def confirm_delete() -> None:
     st.write("The campaign, its recipient list and its results will be deleted. This cannot be undone.")
-    left, right = st.columns(2)
-    if left.button("Delete the campaign", type="primary", width="stretch"):
-        answered()
-        if attempt(lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=cid) or True,
-                   success=f"“{campaign.name}” deleted.", remember=True):
-            go("campaigns")
-        st.rerun()
-    if right.button("Keep it", width="stretch"):
-        answered()
-        st.rerun()
+    confirm_buttons("Delete the campaign", lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=cid),
+                    success=f"“{campaign.name}” deleted.", then=lambda _: go("campaigns"))
 
 
 actions = st.columns(5)
@@ -236,6 +223,7 @@ if total == 0:
 
 tz = business_timezone()
 shown = page.assign(status_badge=[[label] for label in page["status_label"]])
+shown = blank_missing_text(shown)
 event = st.dataframe(
     shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="recipient_table",
     column_order=["customer", "phone", "email", "status_badge", "variant", "channel", "step", "attempts", "sent_at",
@@ -260,8 +248,8 @@ pager(total, key="recipients_page", page_size=PAGE_SIZE)
 
 # --- one recipient ------------------------------------------------------------------------------------------
 ids = list(page["id"])
-labels = {row.id: f"{row.customer} · {row.phone or row.email or ''} · {row.status_label}"
-          for row in page.itertuples()}
+labels = {row.id: f"{row.customer} · {row.phone or row.email} · {row.status_label}"
+          for row in blank_missing_text(page).itertuples()}
 chosen = pick("Details for", ids, key="recipient_detail", format_func=lambda i: labels[i],
               clicked_rows=event.selection.rows if event is not None else None, help="Or click a row in the table.")
 with db() as session:
@@ -300,14 +288,14 @@ with st.container(border=True):
         if detail.events.empty:
             st.caption("Nothing has happened yet for this customer.")
         else:
-            st.dataframe(detail.events, hide_index=True, width="stretch", column_config={
+            st.dataframe(blank_missing_text(detail.events), hide_index=True, width="stretch", column_config={
                 "time": st.column_config.DatetimeColumn("When", format="MMM D, HH:mm:ss", timezone=tz),
                 "event": "What", "channel": "Channel", "provider": "Provider", "note": "Details"})
     with tab_attempts:
         if detail.attempts.empty:
             st.caption("No send attempt yet.")
         else:
-            st.dataframe(detail.attempts, hide_index=True, width="stretch", column_config={
+            st.dataframe(blank_missing_text(detail.attempts), hide_index=True, width="stretch", column_config={
                 "step": "Step", "try": "Try", "channel": "Channel", "provider": "Provider", "outcome": "Outcome",
                 "message id": "Provider's id", "error": "Problem",
                 "started": st.column_config.DatetimeColumn("Started", format="MMM D, HH:mm:ss", timezone=tz),

@@ -18,6 +18,7 @@ from pages._ui import (
     asked,
     attempt,
     business_timezone,
+    confirm_buttons,
     db,
     go,
     page_link,
@@ -118,29 +119,17 @@ status = statuses[chosen]
 def confirm_stop(campaign_id: uuid.UUID, name: str) -> None:
     st.write(f"**{name}** will stop for good: customers not reached yet will not be contacted, and a stopped "
              "campaign cannot be started again. To stop only for a while, pause it instead.")
-    left, right = st.columns(2)
-    if left.button("Stop the campaign", type="primary", width="stretch"):
-        answered()
-        attempt(lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=campaign_id),
-                success=f"“{name}” stopped.", remember=True)
-        st.rerun()
-    if right.button("Keep it running", width="stretch"):
-        answered()
-        st.rerun()
+    confirm_buttons("Stop the campaign",
+                    lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=campaign_id),
+                    success=f"“{name}” stopped.", no="Keep it running")
 
 
 @st.dialog("Delete this campaign?", on_dismiss=answered)
 def confirm_delete(campaign_id: uuid.UUID, name: str) -> None:
     st.write(f"**{name}** and its recipient list and results will be deleted. This cannot be undone.")
-    left, right = st.columns(2)
-    if left.button("Delete the campaign", type="primary", width="stretch"):
-        answered()
-        attempt(lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=campaign_id),
-                success=f"“{name}” deleted.", remember=True)
-        st.rerun()
-    if right.button("Keep it", width="stretch"):
-        answered()
-        st.rerun()
+    confirm_buttons("Delete the campaign",
+                    lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=campaign_id),
+                    success=f"“{name}” deleted.")
 
 
 cols = st.columns(6)

@@ -21,6 +21,7 @@ from pages._ui import (
     attempt,
     business_timezone,
     clear_caches,
+    confirm_buttons,
     db,
     local_time,
     page_offset,
@@ -76,17 +77,10 @@ def confirm_erase(contact_key: str, label: str) -> None:
              "notes, call summaries and transcripts, from their leads and from every campaign they were in.")
     st.write("Anonymous counts and campaign results stay. Their opt-outs stay too, so they are never contacted "
              "again. This cannot be undone.")
-    left, right = st.columns(2)
-    if left.button("Erase personal data", type="primary", width="stretch"):
-        answered()
-        report = attempt(lambda s: customers.erase_customer(s, profile_id=pid, contact_key=contact_key),
-                         success="Customer erased.", remember=True)
-        if report is not None:
-            st.session_state["erase_report"] = report.sentence()
-        st.rerun()
-    if right.button("Cancel", width="stretch"):
-        answered()
-        st.rerun()
+    confirm_buttons("Erase personal data",
+                    lambda s: customers.erase_customer(s, profile_id=pid, contact_key=contact_key),
+                    success="Customer erased.", no="Cancel",
+                    then=lambda report: st.session_state.update(erase_report=report.sentence()))
 
 
 with tab_list:
@@ -197,15 +191,9 @@ with tab_import:
 def confirm_remove(opt_out_id: str, label: str) -> None:
     st.write(f"**{label}** will be reachable again on this channel. Only do this when the customer asked to hear "
              "from you again.")
-    left, right = st.columns(2)
-    if left.button("Remove the opt-out", type="primary", width="stretch"):
-        answered()
-        attempt(lambda s: optouts.delete_opt_out(s, profile_id=pid, opt_out_id=uuid.UUID(opt_out_id)),
-                success="Opt-out removed.", remember=True)
-        st.rerun()
-    if right.button("Keep it", width="stretch"):
-        answered()
-        st.rerun()
+    confirm_buttons("Remove the opt-out",
+                    lambda s: optouts.delete_opt_out(s, profile_id=pid, opt_out_id=uuid.UUID(opt_out_id)),
+                    success="Opt-out removed.")
 
 
 with tab_optouts:

@@ -19,6 +19,7 @@ from pages._ui import (
     attempt,
     business_timezone,
     channel_modes,
+    confirm_buttons,
     db,
     local_time,
     pick,
@@ -127,15 +128,9 @@ with tab_keys:
             def confirm_revoke(key_id: str) -> None:
                 st.write(f"**{labels[key_id]}** stops working at once: every request using it is refused from now "
                          "on. This cannot be undone.")
-                left, right = st.columns(2)
-                if left.button("Revoke the key", type="primary", width="stretch"):
-                    answered()
-                    attempt(lambda s: accounts.revoke_api_key(s, profile_id=pid, key_id=uuid.UUID(key_id)),
-                            success="API key revoked.", remember=True)
-                    st.rerun()
-                if right.button("Keep it", width="stretch"):
-                    answered()
-                    st.rerun()
+                confirm_buttons("Revoke the key",
+                                lambda s: accounts.revoke_api_key(s, profile_id=pid, key_id=uuid.UUID(key_id)),
+                                success="API key revoked.")
 
             c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
             with c1:

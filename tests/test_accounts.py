@@ -71,7 +71,7 @@ def test_keys_are_revocable_and_scoped(session, now):
 
 
 def test_last_used_is_recorded_sparingly(session, now):
-    p, key, _ = accounts.create_profile(session, business_name="A", email="a@shop.example", password="longenough")
+    _p, key, _ = accounts.create_profile(session, business_name="A", email="a@shop.example", password="longenough")
     accounts.authenticate_api_key(session, key=key, now=now)
     accounts.authenticate_api_key(session, key=key, now=now + timedelta(seconds=30))
     row = session.scalars(select(ApiKey)).one()

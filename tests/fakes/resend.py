@@ -13,6 +13,13 @@
   ``retry-after``, quota, a lost response after accepting), per-address
   failures, slow answers, and a quota that runs out.
 
+Webhooks as Resend sends them (through Svix): :meth:`FakeResend.event` builds
+an event envelope about a sent e-mail (``email.delivered``, ``email.bounced``,
+… with ``tags`` as an object, or as a list), and :meth:`FakeResend.signed`
+signs it with the official ``svix`` library (``svix-id``, ``svix-timestamp``,
+``svix-signature``) for ``POST {webhook_url}``; :meth:`FakeResend.deliver`
+posts it.
+
 Use it in-process (``with FakeResend() as fake: fake.url``), or in its own
 process (``python -m tests.fakes.resend --port N``) and read it through
 :class:`FakeResendClient` (the ``/_fake/*`` endpoints).  The server is a
@@ -23,6 +30,7 @@ few thousand requests per second on one core.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import json
@@ -32,8 +40,9 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,6 +51,11 @@ import httpx
 
 IDEMPOTENCY_TTL = 24 * 3600.0
 DEFAULT_KEY = "re_test_fake_key"
+# a Svix signing secret: "whsec_" and 24 random bytes in base64
+DEFAULT_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"connext-fake-resend-hook").decode()
+DEFAULT_WEBHOOK_URL = "https://shop.example/webhooks/resend"
+# a webhook poster: (url, headers, body) -> the answer (an HTTP response)
+Poster = Callable[[str, dict[str, str], bytes], Any]
 
 
 @dataclass
@@ -85,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        pass
+        """Quiet: the fake keeps its own record of every request."""
 
     def handle_one_request(self) -> None:
         # the moment the request starts arriving (keep-alive: wait for its first byte), before it is
@@ -129,8 +143,11 @@ def _error(status: int, name: str, message: str) -> dict[str, Any]:
 class FakeResend:
     """The fake's state and HTTP server."""
 
-    def __init__(self, *, api_key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, *, api_key: str = DEFAULT_KEY, host: str = "127.0.0.1", port: int = 0,
+                 webhook_secret: str = DEFAULT_WEBHOOK_SECRET, webhook_url: str = DEFAULT_WEBHOOK_URL) -> None:
         self.api_key = api_key
+        self.webhook_secret = webhook_secret
+        self.webhook_url = webhook_url
         self.lock = threading.Lock()
         self.requests: list[Recorded] = []
         self.emails: dict[str, Email] = {}
@@ -344,6 +361,45 @@ class FakeResend:
             if running:
                 with self.lock:
                     self._running.discard(key)
+
+    # --- webhooks (delivered by Svix) ------------------------------------------------------------
+
+    def event(self, email_id: str, kind: str, *, tags_as: str = "object", **data: Any) -> dict[str, Any]:
+        """The envelope of a Resend event about e-mail ``email_id`` (``kind`` e.g. ``email.delivered``);
+        ``data`` adds fields (``bounce={"type": "Permanent", …}``, ``click={"link": …}``)."""
+        with self.lock:
+            email = self.emails.get(email_id)
+        payload = email.payload if email is not None else {}
+        tags = {t["name"]: t["value"] for t in payload.get("tags") or []}
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        body: dict[str, Any] = {
+            "email_id": email_id, "created_at": now, "from": payload.get("from"), "to": payload.get("to") or [],
+            "subject": payload.get("subject"),
+            "tags": tags if tags_as == "object" else [{"name": k, "value": v} for k, v in tags.items()],
+        }
+        if kind == "email.clicked":
+            body["click"] = {"ipAddress": "203.0.113.7", "link": "https://bellavista.example/book",
+                             "timestamp": now, "userAgent": "Mozilla/5.0"}
+        body.update(data)
+        return {"type": kind, "created_at": now, "data": body}
+
+    def signed(self, envelope: dict[str, Any], *, secret: str | None = None, msg_id: str | None = None,
+               timestamp: datetime | None = None) -> tuple[str, dict[str, str], bytes]:
+        """``(url, headers, body)`` of the POST Svix makes with ``envelope``, signed with the official
+        ``svix`` library (``secret`` and ``timestamp`` may be wrong on purpose)."""
+        from svix.webhooks import Webhook  # the reference implementation of the signature
+
+        text = json.dumps(envelope)
+        msg_id = msg_id or f"msg_{uuid.uuid4().hex[:27]}"
+        when = timestamp or datetime.now(UTC)
+        signature = Webhook(secret or self.webhook_secret).sign(msg_id, when, text)
+        headers = {"Content-Type": "application/json", "svix-id": msg_id,
+                   "svix-timestamp": str(int(when.timestamp())), "svix-signature": signature}
+        return self.webhook_url, headers, text.encode()
+
+    def deliver(self, request: tuple[str, dict[str, str], bytes], post: Poster) -> Any:
+        """POST a webhook built by :meth:`signed` through ``post``; returns the answer."""
+        return post(*request)
 
     def _admin(self, method: str, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
         if path == "/_fake/state" and method == "GET":
