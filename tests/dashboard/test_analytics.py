@@ -184,8 +184,8 @@ def test_variant_comparison_names_the_leader_and_significance(session, now):
 
 def test_variant_verdict_with_too_little_data_says_so(session, now):
     p, c, ids = _email_campaign(session, now, n=6, variants=[{"name": "A"}, {"name": "B"}])
-    for rid in ids:
-        h.set_state(session, rid, status="sent", sent_at=now)
+    for i, rid in enumerate(ids):  # three each (selection's split of six is random)
+        h.set_state(session, rid, status="sent", sent_at=now, variant="AB"[i % 2])
     h.set_state(session, ids[0], responded_at=now)
     _, verdicts = analytics.variant_comparison(session, profile_id=p.id, campaign_id=c.id)
     assert not verdicts[0].enough_data and not verdicts[0].significant
