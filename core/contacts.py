@@ -26,13 +26,23 @@ def normalize_phone(raw: str, region: str = "US") -> str:
     """``raw`` as E.164 (``+12015550123``), or :class:`ContactError`."""
     text = raw.strip()
     # "(201) 555-0143" and "201-555-0143" are one number: parse each spelling once
-    e164 = _normalize_phone(text.translate(_PUNCTUATION) or text, region)
+    compact = text.translate(_PUNCTUATION) or text
+    if compact in _VALID_E164:  # already the E.164 form of a number seen valid (any region reads it the same)
+        return compact
+    e164 = _normalize_phone(compact, region)
     if e164 is None:
         raise ContactError(f"{text!r} is not a valid phone number (region {region})")
+    if len(_VALID_E164) >= _CACHE_SIZE:
+        _VALID_E164.clear()
+    _VALID_E164.add(e164)
     return e164
 
 
-@lru_cache(maxsize=500_000)
+_CACHE_SIZE = 500_000
+_VALID_E164: set[str] = set()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
 def _normalize_phone(text: str, region: str) -> str | None:
     try:
         number = phonenumbers.parse(text, region)
@@ -43,7 +53,7 @@ def _normalize_phone(text: str, region: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-@lru_cache(maxsize=500_000)
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalize_email(raw: str) -> str:
     """``raw`` validated and lower-cased, or :class:`ContactError`."""
     text = raw.strip()

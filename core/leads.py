@@ -4,9 +4,10 @@ Import is all or nothing: every row is checked first (phones to E.164 with the
 profile's region, e-mails validated and lower-cased, statuses and dates
 parsed); a file with any bad row is refused whole, listing every bad line and
 why, unless the caller asks to skip invalid rows.  Good rows are streamed into a
-temporary table (``COPY`` on PostgreSQL) and inserted with one statement; rows
-identical to a lead already stored, or to an earlier row of the file, are
-counted as duplicates and skipped, so importing the same file twice adds nothing.
+temporary table (``COPY`` on PostgreSQL) and inserted a batch at a time with
+one statement each, inside a savepoint; rows identical to a lead already
+stored, or to an earlier row of the file, are counted as duplicates and
+skipped, so importing the same file twice adds nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from multiprocessing import get_context
@@ -29,22 +30,23 @@ from time import perf_counter
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Column, MetaData, String, Table, Text, func, literal, select, true
+from sqlalchemy import Column, Connection, MetaData, String, Table, Text, exists, func, literal, select, true
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from core.accounts import get_profile
 from core.attribution import attribute_leads
 from core.contacts import ContactError, normalize_email, normalize_phone
-from core.db import UTCDateTime, dialect_insert, new_uuid, utcnow
+from core.db import UTCDateTime, new_uuid, utcnow
 from core.errors import Invalid, NotFound
-from core.models import LEAD_STATUSES, Agent, Campaign, Lead
+from core.models import LEAD_STATUSES, Agent, Campaign, CampaignRecipient, Lead
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("customer_name", "customer_phone", "customer_email", "status", "service_type", "created_at", "notes")
 _STATUS = {s.lower(): s for s in LEAD_STATUSES}
 _LIMITS = {"customer_name": 200, "service_type": 100, "notes": 10_000}
-_STAGE_BATCH = 5000
+_LOAD_BATCH = 100_000  # rows loaded into the database at a time
 _CHUNK = 5000  # rows checked at a time
 _ANALYZE_AFTER = 10_000  # rows imported at once that warrant new planner statistics
 _SEQUENTIAL_CHUNKS = 4  # a file longer than this many chunks is checked in worker processes
@@ -163,8 +165,16 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 def _copy_line(row: _Staged) -> str:
     """One row in PostgreSQL's COPY text format."""
-    return "\t".join("\\N" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
-                     .translate(_COPY_ESCAPES) for v in row) + "\n"
+    line, key, name, phone, email, status, service, notes, extra, created, fingerprint = row
+    text = "\t".join((str(line), key, name or "\\N", phone or "\\N", email or "\\N", status, service or "\\N",
+                      notes or "\\N", extra, created.isoformat(), fingerprint))
+    nulls = (name is None) + (phone is None) + (email is None) + (service is None) + (notes is None)
+    # each NULL wrote one backslash; any other backslash, tab or line break must be escaped
+    if text.count("\\") != nulls or "\n" in text or "\r" in text or text.count("\t") != len(row) - 1:
+        # a value holds a character COPY must see escaped: the careful way (rare)
+        text = "\t".join("\\N" if v is None else (v.isoformat() if isinstance(v, datetime) else str(v))
+                         .translate(_COPY_ESCAPES) for v in row)
+    return text + "\n"
 
 
 def _chunks(stream: IO[str]) -> tuple[tuple[str, ...], Iterator[list[tuple[int, list[str]]]]]:
@@ -228,68 +238,132 @@ _stage = Table(
     prefixes=["TEMPORARY"],
 )
 _STAGE_COLS = [c.name for c in _stage.columns]
+# the fingerprints of every batch, kept only when the import may convert a campaign's recipients
+_loaded = Table("lead_import_loaded", _stage_meta, Column("fingerprint", String), prefixes=["TEMPORARY"])
+_SAVEPOINT = "lead_import"
 
 
-class _Stager:
-    """Streams checked rows into a temporary table inside the caller's transaction."""
+class _Loader:
+    """Moves checked rows into ``leads`` in batches, inside a savepoint of the caller's transaction.
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    Each batch is staged in a temporary table (``COPY`` on PostgreSQL) and
+    inserted with one ``INSERT … SELECT`` that skips rows already stored.  On
+    PostgreSQL the database loads one batch in a background thread while the
+    next one is being checked, so the server and the checking processes work
+    at the same time; on SQLite batches load in line.  :meth:`cancel` (a bad
+    row in an all-or-nothing import) and :meth:`abandon` (an error) roll the
+    savepoint back, so nothing of the file stays.
+    """
+
+    def __init__(self, session: Session, *, profile_id: uuid.UUID, agent_id: uuid.UUID | None, now: datetime,
+                 batch_rows: int) -> None:
+        self.session, self.profile_id, self.agent_id, self.now = session, profile_id, agent_id, now
+        self.batch_rows = batch_rows
         self.pg = session.get_bind().dialect.name == "postgresql"
-        conn = session.connection()
-        conn.exec_driver_sql("DROP TABLE IF EXISTS lead_import_stage")
-        _stage.create(conn)
-        self.count = 0
-        self._batch: list[tuple[Any, ...]] = []
-        if self.pg:
-            raw = conn.connection.driver_connection
-            self._cursor = raw.cursor()  # type: ignore[union-attr]
-            self._copy_cm = self._cursor.copy(
-                f"COPY lead_import_stage ({', '.join(_STAGE_COLS)}) FROM STDIN")
-            self._copy = self._copy_cm.__enter__()
-        self.pg_open = self.pg
+        self.conn = conn = session.connection()  # the loading thread uses it while this one only checks rows
+        # a business that never reached anybody (a first import) has no conversions to find
+        self.attribute = bool(session.scalar(select(exists().where(
+            CampaignRecipient.profile_id == profile_id, CampaignRecipient.sent_at.is_not(None)))))
+        conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
+        self.open = True
+        for table in (_stage, _loaded):
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
+            table.create(conn)
+        self.staged = self.imported = 0
+        self._buffer: list[_Staged | str] = []
+        self._threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import") if self.pg else None
+        self._running: Future[int] | None = None
 
     def add(self, values: _Staged | str) -> None:
-        self.count += 1
-        if isinstance(values, str):
-            self._copy.write(values)
-        elif self.pg:
-            self._copy.write_row(values)
+        self._buffer.append(values)
+        self.staged += 1
+        if len(self._buffer) >= self.batch_rows:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._buffer = self._buffer, []
+        self._wait()
+        if not batch:
+            return
+        if self._threads is None:
+            self.imported += self._load(batch)
+        else:
+            self._running = self._threads.submit(self._load, batch)
+
+    def _wait(self) -> None:
+        running, self._running = self._running, None
+        if running is not None:
+            self.imported += running.result()
+
+    def _load(self, batch: list[_Staged | str]) -> int:
+        """Stage one batch and insert it (runs in the loading thread on PostgreSQL)."""
+        conn = self.conn
+        conn.exec_driver_sql(f"{'TRUNCATE' if self.pg else 'DELETE FROM'} {_stage.name}")
+        driver = conn.connection.driver_connection
+        if self.pg:
+            with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                    f"COPY {_stage.name} ({', '.join(_STAGE_COLS)}) FROM STDIN") as copy:
+                for values in batch:
+                    if isinstance(values, str):
+                        copy.write(values)
+                    else:
+                        copy.write_row(values)
         else:
             # the text form SQLAlchemy's SQLite DateTime stores and compares
-            stamp = values[9].strftime("%Y-%m-%d %H:%M:%S.%f")
-            self._batch.append((*values[:9], stamp, values[10]))
-            if len(self._batch) >= _STAGE_BATCH:
-                self._flush()
+            rows = [(*v[:9], v[9].strftime("%Y-%m-%d %H:%M:%S.%f"), v[10]) for v in batch]
+            driver.executemany(  # type: ignore[union-attr]
+                f"INSERT INTO {_stage.name} ({', '.join(_STAGE_COLS)}) "
+                f"VALUES ({', '.join('?' for _ in _STAGE_COLS)})", rows)
+        inserted = _insert_staged(conn, pg=self.pg, profile_id=self.profile_id, agent_id=self.agent_id, now=self.now)
+        if self.attribute and inserted:
+            conn.execute(_loaded.insert().from_select(["fingerprint"], select(_stage.c.fingerprint)))
+        return inserted
 
-    def _flush(self) -> None:
-        if self._batch:
-            placeholders = ", ".join("?" for _ in _STAGE_COLS)
-            self.session.connection().connection.driver_connection.executemany(  # type: ignore[union-attr]
-                f"INSERT INTO lead_import_stage ({', '.join(_STAGE_COLS)}) VALUES ({placeholders})", self._batch)
-            self._batch = []
+    def finish(self) -> int:
+        """Load what is left and keep it; the number of rows inserted (the rest were duplicates)."""
+        self._send()
+        self._wait()
+        if self.attribute and self.imported:
+            # customers a campaign reached who came back: conversions of that campaign (one statement)
+            attribute_leads(self.session, profile_id=self.profile_id, now=self.now, lead_ids=select(Lead.id).where(
+                Lead.profile_id == self.profile_id, Lead.fingerprint.in_(select(_loaded.c.fingerprint))))
+        self._close(keep=True)
+        return self.imported
 
-    def finish(self) -> None:
-        """End the stream (the staged rows are then visible to SQL)."""
-        if self.pg and self.pg_open:
-            self.pg_open = False
-            self._copy_cm.__exit__(None, None, None)
-            self._cursor.close()
-        else:
-            self._flush()
+    def cancel(self) -> None:
+        """Keep nothing of this file (a row was rejected); rows added later are ignored."""
+        if self.open:
+            self._buffer = []
+            self._wait()
+            self._close(keep=False)
 
     def abandon(self) -> None:
-        """After an error: end the stream normally (an aborted COPY would abort the caller's
-        whole transaction) and drop what was staged."""
+        """After an error: wait for the loading thread and roll everything back."""
+        if not self.open:
+            return
+        self._buffer = []
         try:
-            if self.pg_open:
-                self.finish()
-            self.drop()
+            self._wait()
+        except Exception:  # the error being handled already says what went wrong
+            log.debug("the lead import's loading thread failed too", exc_info=True)
+        try:
+            self._close(keep=False)
         except Exception:
             log.exception("could not clean up an abandoned lead import")
 
-    def drop(self) -> None:
-        self.session.connection().exec_driver_sql("DROP TABLE lead_import_stage")
+    def _close(self, *, keep: bool) -> None:
+        self.open = False
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
+        conn = self.conn
+        if keep:
+            for table in (_stage, _loaded):
+                conn.exec_driver_sql(f"DROP TABLE {table.name}")
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+        else:  # also drops the temporary tables, created after the savepoint
+            conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}")
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {_SAVEPOINT}")
+            self.imported = 0
 
 
 def import_leads(
@@ -318,19 +392,21 @@ def import_leads(
         stream = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")  # type: ignore[arg-type]
 
     started = perf_counter()
-    stager = _Stager(session)
+    loader = _Loader(session, profile_id=profile_id, agent_id=agent_id, now=now, batch_rows=_LOAD_BATCH)
     finished = False
     done = 0
     try:
         try:
             header, chunks = _chunks(stream)
-            checker = _Checker(header, profile.default_region, profile.timezone, now, agent_id, copy_text=stager.pg)
+            checker = _Checker(header, profile.default_region, profile.timezone, now, agent_id, copy_text=loader.pg)
             for results in _checked(checker, chunks):
                 for item in results:
                     if isinstance(item, tuple) and len(item) == 2:
                         report.rejected.append({"line": item[0], "error": item[1]})
+                        if not skip_invalid:
+                            loader.cancel()  # all or nothing: stop loading, keep checking to list every bad row
                     elif skip_invalid or not report.rejected:
-                        stager.add(item)
+                        loader.add(item)
                 done += len(results)
                 if progress is not None:
                     progress(done)
@@ -338,48 +414,43 @@ def import_leads(
             raise Invalid(f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", field="file") from None
         except csv.Error as exc:
             raise Invalid(f"the file is not valid CSV: {exc}", field="file") from None
-        stager.finish()
         checked_at = perf_counter()
-        if not report.rejected or skip_invalid:
-            report.imported = _insert_staged(session, profile_id=profile_id, agent_id=agent_id, now=now)
-            if report.imported:
-                # customers a campaign reached who came back: conversions of that campaign (one statement)
-                attribute_leads(session, profile_id=profile_id, now=now, lead_ids=select(Lead.id).where(
-                    Lead.profile_id == profile_id, Lead.fingerprint.in_(select(_stage.c.fingerprint))))
-            report.duplicates = stager.count - report.imported
-            if report.imported >= _ANALYZE_AFTER and stager.pg:
+        if loader.open:
+            report.imported = loader.finish()
+            report.duplicates = loader.staged - report.imported
+            if report.imported >= _ANALYZE_AFTER and loader.pg:
                 # fresh planner statistics: without them the next selection over these leads
                 # can pick a plan hundreds of times slower
                 session.connection().exec_driver_sql("ANALYZE leads")
-        log.info("lead import for %s: %d rows checked and staged in %.1f s, %d inserted in %.1f s, %d rejected",
-                 profile_id, done, checked_at - started, report.imported, perf_counter() - checked_at,
-                 len(report.rejected))
-        stager.drop()
+        log.info("lead import for %s: %d rows checked in %.1f s, %d inserted %.1f s after the last check, "
+                 "%d rejected", profile_id, done, checked_at - started, report.imported,
+                 perf_counter() - checked_at, len(report.rejected))
         finished = True
         return report
     finally:
         if not finished:
-            stager.abandon()
+            loader.abandon()
         if own is not None:
             own.close()
 
 
-def _insert_staged(session: Session, *, profile_id: uuid.UUID, agent_id: uuid.UUID | None, now: datetime) -> int:
+def _insert_staged(conn: Connection, *, pg: bool, profile_id: uuid.UUID, agent_id: uuid.UUID | None,
+                   now: datetime) -> int:
     s = _stage.c
     leads = Lead.__table__
     rows = select(
         new_uuid(), literal(profile_id), literal(agent_id, leads.c.agent_id.type), s.contact_key,
         s.customer_name, s.customer_phone, s.customer_email, s.status, s.service_type, s.notes,
-        func.cast(s.extra, leads.c.extra.type) if session.get_bind().dialect.name == "postgresql" else s.extra,
+        func.cast(s.extra, leads.c.extra.type) if pg else s.extra,
         literal({}, leads.c.structured_data.type), literal("import"), s.fingerprint, s.created_at,
         literal(now, leads.c.updated_at.type),
     ).where(true()).order_by(s.contact_key, s.created_at)  # index-friendly insertion order
     cols = ["id", "profile_id", "agent_id", "contact_key", "customer_name", "customer_phone", "customer_email",
             "status", "service_type", "notes", "extra", "structured_data", "source", "fingerprint", "created_at",
             "updated_at"]
-    stmt = dialect_insert(session, leads).from_select(cols, rows).on_conflict_do_nothing(
+    stmt = (postgresql.insert(leads) if pg else sqlite.insert(leads)).from_select(cols, rows).on_conflict_do_nothing(
         index_elements=["profile_id", "fingerprint"])
-    return int(session.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)
+    return int(conn.execute(stmt.execution_options(preserve_rowcount=True)).rowcount)
 
 
 # --- customers ------------------------------------------------------------------------------

@@ -202,9 +202,8 @@ class Lead(Base):
 
     __table_args__ = (
         CheckConstraint(_in("status", LEAD_STATUSES), name="status"),
-        # targeting partitions a profile's leads by customer, newest first
+        # targeting, the customer list and attribution read a profile's leads by customer, newest first
         Index(None, "profile_id", "contact_key", "created_at"),
-        Index(None, "profile_id", "created_at"),
         # exact-duplicate detection on import
         Index(None, "profile_id", "fingerprint", unique=True),
     )

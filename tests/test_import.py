@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select
 
+from core import leads as leads_module
 from core.accounts import create_agent
 from core.errors import Invalid
 from core.leads import import_leads
@@ -144,3 +145,44 @@ def test_big_file_checked_in_worker_processes_keeps_lines_and_all_or_nothing(ses
     report = run(session, profile, HEADER + "".join(rows), now=now, skip_invalid=True)
     assert (report.imported, len(report.rejected)) == (24_999, 1)
     assert count(session, profile) == 24_999
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Load two rows at a time, so a short file goes to the database in several batches."""
+    monkeypatch.setattr(leads_module, "_LOAD_BATCH", 2)
+
+
+def test_loaded_in_batches_counts_duplicates_across_batches(session, profile, now, small_batches):
+    rows = ["A,(312) 555-0101,,Closed,,2025-01-01,\n", "B,(312) 555-0102,,Closed,,2025-01-01,\n",
+            "C,(312) 555-0103,,Closed,,2025-01-01,\n", "A,312-555-0101,,Closed,,2025-01-01,\n",  # = row 1
+            "D,,d@example.com,New,,2025-01-02,\n"]
+    report = run(session, profile, HEADER + "".join(rows), now=now)
+    assert report.as_dict() == {"imported": 4, "duplicates": 1, "rejected": []}
+    session.commit()
+    assert count(session, profile) == 4
+    again = run(session, profile, HEADER + "".join(rows), now=now)
+    assert again.as_dict() == {"imported": 0, "duplicates": 5, "rejected": []}
+
+
+def test_a_bad_row_after_loaded_batches_keeps_nothing(session, profile, now, small_batches):
+    rows = [f"C{i},(312) 555-{i:04d},,Closed,,2025-01-01,\n" for i in range(1, 8)]
+    report = run(session, profile, HEADER + "".join(rows) + "Late,12345,,Closed,,2025-01-01,\n", now=now)
+    assert report.imported == 0 and [r["line"] for r in report.rejected] == [9]
+    session.commit()  # what a caller does with the report: nothing of the file may be in it
+    assert count(session, profile) == 0
+    # the session and its transaction are fine afterwards
+    assert run(session, profile, HEADER + "".join(rows), now=now).imported == 7
+    session.commit()
+    assert count(session, profile) == 7
+
+
+def test_a_broken_file_after_loaded_batches_keeps_nothing(session, profile, now, small_batches):
+    rows = "".join(f"C{i},(312) 555-{i:04d},,Closed,,2025-01-01,\n" for i in range(1, 8))
+    with pytest.raises(Invalid, match="not UTF-8"):
+        import_leads(session, profile_id=profile.id, now=now,
+                     source=io.BytesIO((HEADER + rows).encode() + b"X,\xff\xfe,,,,,\n"))
+    assert count(session, profile) == 0
+    assert run(session, profile, HEADER + rows, now=now).imported == 7
+    session.commit()
+    assert count(session, profile) == 7

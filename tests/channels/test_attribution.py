@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from core import leads as leads_module
 from core.leads import add_lead, import_leads
 from core.models import Campaign, Lead
 from tests.channels import helpers as h
@@ -128,12 +129,15 @@ def test_another_business_and_leads_of_a_campaign_are_not_new_leads(session, rea
     assert not h.recipient(session, cid, "ann@example.com").converted
 
 
-def test_an_import_attributes_in_one_statement(session, reached, now):
+@pytest.mark.parametrize("batch", [100_000, 1], ids=["one batch", "a batch per row"])
+def test_an_import_attributes_in_one_statement(session, reached, now, monkeypatch, batch):
+    monkeypatch.setattr(leads_module, "_LOAD_BATCH", batch)
     profile, cid = reached
     day = (now + timedelta(days=2)).date().isoformat()
+    # the customer's later lead comes first in the file: the earlier one still wins, whatever the batches
     csv = ("customer_name,customer_phone,customer_email,status,service_type,created_at,notes\n"
-           f"Ann Lee,,ann@example.com,New,Color,{day}T12:00:00,booked online\n"
            f"Ann Lee,,ann@example.com,New,Cut,{day}T13:00:00,second lead same customer\n"
+           f"Ann Lee,,ann@example.com,New,Color,{day}T12:00:00,booked online\n"
            f"Cy Park,212-555-0103,,New,Cut,{(now + timedelta(days=30)).date().isoformat()},too late\n"
            f"Dee New,,dee@example.com,New,Cut,{day},never contacted\n")
     report = import_leads(session, profile_id=profile.id, source=io.StringIO(csv), now=now + timedelta(days=31))
