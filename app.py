@@ -12,7 +12,7 @@ import streamlit as st
 from core import accounts
 from core.accounts import get_profile
 from pages._ui import PAGES as FILES
-from pages._ui import channel_modes, db, show_outcome
+from pages._ui import channel_modes, db, go_to_destination, show_outcome
 
 st.set_page_config(page_title="CONNEXT Re-engagement", page_icon=":material/campaign:", layout="wide")
 
@@ -52,6 +52,7 @@ def sign_in() -> None:
             if user is None:
                 st.error("That e-mail and password do not match. Check both and try again.")
                 return
+            go_to_destination()  # a deep link opened before the sign-in
             st.rerun()
 
 

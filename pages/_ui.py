@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -71,7 +72,8 @@ def profile_id() -> uuid.UUID:
     if value is None:
         # Only reachable when Streamlit runs a page without the frame: its legacy routing of a pages/
         # folder does that for the first request after a server start, until app.py registers the
-        # navigation.  Send the visitor through the sign-in.
+        # navigation.  Send the visitor through the sign-in, which then takes them where they were going.
+        remember_destination()
         with contextlib.suppress(StreamlitAPIException):
             st.switch_page(MAIN)
         st.warning("Please sign in first.")
@@ -217,6 +219,25 @@ def page_link(page: str, label: str, icon: str | None = None, **query: Any) -> N
 def go(page: str, **query: Any) -> None:
     """Switch to one of the dashboard's pages, with query parameters (e.g. ``id``)."""
     st.switch_page(PAGES[page], query_params={k: str(v) for k, v in query.items()} or None)
+
+
+DESTINATION_KEY = "_after_sign_in"
+
+
+def remember_destination() -> None:
+    """Keep the page and query (e.g. ``campaign?id=…``) this request asked for, for after the sign-in."""
+    stem = urlparse(st.context.url or "").path.rstrip("/").rsplit("/", 1)[-1]
+    page = next((key for key, path in PAGES.items() if path.stem == stem), None)
+    if page is not None:
+        st.session_state[DESTINATION_KEY] = (page, {k: str(v) for k, v in st.query_params.items()})
+
+
+def go_to_destination() -> None:
+    """After the sign-in: go to the page a deep link asked for, if one was remembered."""
+    destination = st.session_state.pop(DESTINATION_KEY, None)
+    if destination is not None:
+        page, query = destination
+        go(page, **query)
 
 
 def query_id() -> uuid.UUID | None:

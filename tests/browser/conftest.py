@@ -70,9 +70,8 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[str]:
-    """The dashboard's URL: ``streamlit run app.py`` over a migrated, seeded SQLite database."""
+def _serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """``streamlit run app.py`` over a migrated, seeded SQLite database: (its URL, the database's URL)."""
     folder = tmp_path_factory.mktemp("dashboard")
     url = f"sqlite:///{folder / 'dashboard.db'}"
     migrate.upgrade(url)
@@ -103,7 +102,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> 
                 log.flush()
                 raise RuntimeError("the dashboard did not start:\n" + (folder / "streamlit.log").read_text())
             time.sleep(0.3)
-        yield base
+        yield base, url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -111,6 +110,19 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> 
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[str]:
+    """The dashboard's URL (one server for the whole run)."""
+    for base, _ in _serve(tmp_path_factory):
+        yield base
+
+
+@pytest.fixture
+def cold_dashboard(tmp_path_factory: pytest.TempPathFactory, chromium_path: Path) -> Iterator[tuple[str, str]]:
+    """A dashboard server nobody has visited yet, and its database's URL."""
+    yield from _serve(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

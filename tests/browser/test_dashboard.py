@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from core.db import make_engine, session_scope
 from core.demo import DEMO_EMAIL, DEMO_PASSWORD
+from core.models import Campaign
 from tests.browser.conftest import ARTIFACTS
 
 pytestmark = pytest.mark.browser
@@ -166,3 +169,25 @@ def test_sign_in_create_a_scheduled_campaign_and_read_its_results(dashboard: str
     settle(page, "19-settings-keys")
     page.get_by_role("tab", name="Business profile").click()
     settle(page, "20-settings-profile")
+
+
+def test_a_deep_link_opened_first_after_a_server_start_lands_after_the_sign_in(
+        cold_dashboard: tuple[str, str], page: Any) -> None:
+    # Streamlit's legacy routing of the pages/ folder runs the very first request of a fresh server
+    # without the frame; the page sends the visitor to sign in, and the sign-in takes them on
+    base, url = cold_dashboard
+    engine = make_engine(url)
+    with session_scope(engine) as session:
+        campaign_id, name = session.execute(select(Campaign.id, Campaign.name)
+                                            .where(Campaign.name == "Win back dormant regulars")).one()
+    engine.dispose()
+    page.goto(f"{base}/campaign?id={campaign_id}")
+    page.get_by_label("E-mail", exact=True).fill(DEMO_EMAIL)
+    page.get_by_label("Password", exact=True).fill(DEMO_PASSWORD)
+    click(page, "Sign in")
+    heading(page, name)
+    settle(page)
+    assert page.get_by_text("Customers in this campaign", exact=True).count() == 1
+    click(page, "Results and charts")
+    page.wait_for_url(re.compile(rf"/analytics\?id={campaign_id}$"))
+    settle(page)
