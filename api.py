@@ -731,9 +731,8 @@ async def vapi_webhook(request: Request) -> Any:
 async def twilio_status_webhook(request: Request) -> Any:
     """Delivery reports of texts (`MessageSid`, `MessageStatus`, `ErrorCode`), signed with `X-Twilio-Signature`
     for `PUBLIC_BASE_URL` + this path."""
-    settings, params = _settings(request), twilio_hooks.form(await request.body())
-    url = twilio_hooks.public_url(settings, twilio_hooks.STATUS_PATH, request.url.query)
-    twilio_hooks.verify(settings=settings, url=url, params=params, headers=request.headers)
+    params = twilio_hooks.verified_form(settings=_settings(request), path=twilio_hooks.STATUS_PATH,
+                                        query=request.url.query, body=await request.body(), headers=request.headers)
     report = await run_in_threadpool(_transaction, request, lambda s: twilio_hooks.handle_status(s, params=params))
     return report.as_dict()
 
@@ -746,9 +745,8 @@ async def twilio_inbound_webhook(request: Request) -> Response:
     """A customer's text, signed with `X-Twilio-Signature` for `PUBLIC_BASE_URL` + this path: STOP and its
     synonyms opt the number out of texts, START opts it back in, HELP answers with the business's details,
     anything else is a response (a positive one a conversion). Answered with TwiML."""
-    settings, params = _settings(request), twilio_hooks.form(await request.body())
-    url = twilio_hooks.public_url(settings, twilio_hooks.INBOUND_PATH, request.url.query)
-    twilio_hooks.verify(settings=settings, url=url, params=params, headers=request.headers)
+    params = twilio_hooks.verified_form(settings=_settings(request), path=twilio_hooks.INBOUND_PATH,
+                                        query=request.url.query, body=await request.body(), headers=request.headers)
     twiml = await run_in_threadpool(_transaction, request, lambda s: twilio_hooks.handle_inbound(s, params=params))
     return Response(content=twiml, media_type="application/xml")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -61,6 +62,16 @@ def utcnow() -> datetime:
 
 
 # --- SQL functions with one meaning and two spellings -------------------------
+
+
+def as_uuid(value: Any) -> uuid.UUID | None:
+    """``value`` (a UUID or its text, from a payload or metadata) as a UUID, or ``None`` when it is not one."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value)) if value not in (None, "") else None
+    except (ValueError, AttributeError, TypeError):
+        return None
 
 
 class new_uuid(FunctionElement[Any]):

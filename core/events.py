@@ -38,7 +38,7 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db import dialect_insert, utcnow
+from core.db import as_uuid, dialect_insert, utcnow
 from core.errors import Invalid
 from core.models import EVENT_TYPES, Campaign, CampaignRecipient, Lead, OutreachAttempt, OutreachEvent
 from core.optouts import record_opt_out
@@ -167,13 +167,6 @@ def _conversion_lead(session: Session, recipient: CampaignRecipient, event: Outr
     ).on_conflict_do_nothing(index_elements=["profile_id", "fingerprint"]))
 
 
-def _as_uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value)) if value else None
-    except ValueError:
-        return None
-
-
 def _link_lead(session: Session, recipient: CampaignRecipient, lead_id: uuid.UUID) -> None:
     """A conversion that is a lead already recorded (a customer who came back on their own within the
     attribution window): the lead is linked to the campaign; no second lead is created."""
@@ -295,7 +288,7 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
             recipient.converted = True
             recipient.converted_at = when
         _merge(recipient, artefacts)
-        existing = _as_uuid(p.get("lead_id"))
+        existing = as_uuid(p.get("lead_id"))
         if existing is not None:
             _link_lead(session, recipient, existing)
         else:

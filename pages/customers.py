@@ -19,6 +19,7 @@ from pages._ui import (
     ask,
     asked,
     attempt,
+    blank_missing_text,
     business_timezone,
     clear_caches,
     confirm_buttons,
@@ -98,8 +99,7 @@ with tab_list:
     else:
         st.caption(f"{total:,} customers. A customer is everyone sharing a phone number (or, without one, an "
                    "e-mail address) across your leads.")
-        shown = table.astype({c: object for c in ("name", "phone", "email", "service")})
-        shown[["name", "phone", "email", "service"]] = shown[["name", "phone", "email", "service"]].fillna("")
+        shown = blank_missing_text(table)
         st.dataframe(shown, hide_index=True, width="stretch", column_order=[
             "name", "phone", "email", "last_contact", "leads", "last_status", "service"], column_config={
             "name": "Name", "phone": "Phone", "email": "E-mail",

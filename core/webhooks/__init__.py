@@ -70,16 +70,6 @@ class Ingested:
                 "ignored": self.ignored}
 
 
-def as_uuid(value: Any) -> uuid.UUID | None:
-    """``value`` as a UUID, or ``None`` when it is not one."""
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value)) if value not in (None, "") else None
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
 def as_int(value: Any) -> int | None:
     try:
         return int(str(value)) if value not in (None, "") else None

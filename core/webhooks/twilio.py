@@ -121,6 +121,14 @@ def public_url(settings: Settings, path: str, query: str = "") -> str:
     return settings.public_base_url.rstrip("/") + path + (f"?{query}" if query else "")
 
 
+def verified_form(*, settings: Settings, path: str, query: str, body: bytes,
+                  headers: Mapping[str, str]) -> FormParams:
+    """The parameters of a request to ``path`` of ours, once its signature is checked (else 401)."""
+    params = form(body)
+    verify(settings=settings, url=public_url(settings, path, query), params=params, headers=headers)
+    return params
+
+
 def verify(*, settings: Settings, url: str, params: FormParams, headers: Mapping[str, str]) -> None:
     """Refuse (401) a request whose ``X-Twilio-Signature`` does not sign ``url`` and ``params``."""
     if settings.twilio_auth_token is None:

@@ -42,8 +42,8 @@ from sqlalchemy.orm import Session
 
 from core.channels.vapi import call_metadata
 from core.config import Settings
-from core.db import utcnow
-from core.webhooks import BadPayload, Incoming, Ingested, SignatureError, as_int, as_uuid, ingest
+from core.db import as_uuid, utcnow
+from core.webhooks import BadPayload, Incoming, Ingested, SignatureError, as_int, ingest
 
 PROVIDER = "vapi"
 HEADER = "x-vapi-secret"
