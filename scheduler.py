@@ -9,12 +9,14 @@ released for the others.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
 from datetime import datetime
 from types import FrameType
 
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from core.channels import channel_modes
@@ -49,10 +51,15 @@ def main() -> None:
 
     scheduler = BlockingScheduler(timezone="UTC")
 
+    def stop_scheduler() -> None:
+        # the signal handler and a tick starting as the signal comes may both get here: a second
+        # shutdown would raise in the main thread and skip the release below
+        with contextlib.suppress(SchedulerNotRunningError):
+            scheduler.shutdown(wait=False)
+
     def run_tick() -> None:
         if stop.is_set():  # a signal that came before the scheduler was running
-            if scheduler.running:
-                scheduler.shutdown(wait=False)
+            stop_scheduler()
             return
         try:
             tick(factory, worker=worker, settings=settings, stop=stop, budget=budget)
@@ -65,8 +72,7 @@ def main() -> None:
     def shutdown(signum: int, _frame: FrameType | None) -> None:
         log.info("%s received: finishing sends under way, releasing the rest", signal.Signals(signum).name)
         stop.set()
-        if scheduler.running:
-            scheduler.shutdown(wait=False)
+        stop_scheduler()
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)

@@ -13,11 +13,13 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from bisect import bisect_right
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pytest
 from sqlalchemy import func, select
@@ -56,9 +58,23 @@ def schedulers(db_url: str, fake: FakeResend | FakeResendClient, n: int,
             p.wait(10)
 
 
+_LOGS: dict[int, IO[bytes]] = {}
+
+
 def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "scheduler.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    """A scheduler process; what it logs goes to a temporary file (see :func:`output`)."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - read by output(), closed at exit
+    process = subprocess.Popen([sys.executable, "scheduler.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=log)
+    _LOGS[process.pid] = log
+    return process
+
+
+def output(process: subprocess.Popen[bytes]) -> str:
+    """The end of what a scheduler process logged (for the message of a failed assertion)."""
+    log = _LOGS[process.pid]
+    log.seek(0)
+    return log.read().decode("utf-8", "replace")[-4000:]
 
 
 def seed(session, n: int, *, campaigns: int = 1, **fields) -> list:
@@ -182,7 +198,7 @@ def test_sigterm_finishes_sends_under_way_and_releases_the_rest(db_url, session,
         while len(fake_resend.emails) < 30 and time.monotonic() < deadline:
             time.sleep(0.05)
         procs[0].send_signal(signal.SIGTERM)
-        assert procs[0].wait(20) == 0
+        assert procs[0].wait(20) == 0, output(procs[0])
     sent_at_fake = len(fake_resend.emails)
     assert 30 <= sent_at_fake < 200
     with factory() as s:
