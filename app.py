@@ -11,10 +11,16 @@ import streamlit as st
 
 from core import accounts
 from core.accounts import get_profile
+from core.config import ConfigurationError, get_settings
 from pages._ui import PAGES as FILES
 from pages._ui import channel_modes, db, go_to_destination, show_outcome
 
 st.set_page_config(page_title="CONNEXT Re-engagement", page_icon=":material/campaign:", layout="wide")
+try:
+    get_settings().require_secret_key()
+except ConfigurationError as exc:
+    st.error(str(exc), icon=":material/key:")
+    st.stop()
 
 PAGES = [
     st.Page(FILES["campaigns"], title="Campaigns", icon=":material/campaign:", default=True),

@@ -21,7 +21,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from core.channels import channel_modes
 from core.claims import release_worker
-from core.config import get_settings
+from core.config import ConfigurationError, get_settings
 from core.db import session_factory, utcnow
 from core.dispatch import default_worker
 from core.logs import configure_logging
@@ -39,6 +39,11 @@ class _SkipNotice(logging.Filter):
 
 def main() -> None:
     configure_logging("scheduler")
+    try:
+        get_settings().require_secret_key()
+    except ConfigurationError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
     # APScheduler would log every tick; our own lines say what each tick did
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, logging.getLogger().level))
     logging.getLogger("apscheduler.scheduler").addFilter(_SkipNotice())

@@ -26,7 +26,7 @@ MAX_HAND_PICKED = 1000  # leads or contacts in one "add recipients" request
 EXAMPLE_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 EXAMPLE_TIME = "2026-06-15T15:00:00Z"
 
-RecipientStatus = Literal["pending", "queued", "sent", "delivered", "answered", "failed", "opted_out"]
+RecipientStatus = Literal["pending", "queued", "sent", "delivered", "answered", "failed", "opted_out", "holdout"]
 CampaignStatus = Literal["draft", "scheduled", "active", "paused", "completed", "cancelled"]
 OptOutChannel = Literal["all", "call", "email", "sms"]
 assert set(RecipientStatus.__args__) == set(RECIPIENT_STATUSES)  # type: ignore[attr-defined]

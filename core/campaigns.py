@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import outbox
 from core.accounts import get_profile
 from core.config import get_settings
 from core.contacts import ContactError, normalize_email, normalize_phone
@@ -321,6 +322,11 @@ def _apply_transition(session: Session, campaign: Campaign, target: str, *, now:
     campaign.status = target
     campaign.status_reason = reason
     campaign.updated_at = now
+    announced = {"active": "campaign.started" if previous in ("draft", "scheduled") else None,
+                 "paused": "campaign.paused", "completed": "campaign.completed"}.get(target)
+    if announced:
+        outbox.emit(session, profile_id=campaign.profile_id, type=announced, now=now, data={
+            "campaign_id": str(campaign.id), "name": campaign.name, "status": target, "reason": reason})
 
 
 def transition(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID, target: str,

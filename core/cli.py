@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from core import accounts, demo, leads, migrate
-from core.config import get_settings
+from core.config import ConfigurationError, get_settings
 from core.db import get_engine, session_scope
 from core.errors import DomainError
 
@@ -81,6 +81,8 @@ def _safe_url(url: str) -> str:
 
 def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     settings = get_settings()
+    if args.command != "migrate":
+        settings.require_secret_key()
     if args.command == "migrate":
         revision = migrate.upgrade(settings.database_url)
         return {"migrated": True, "revision": revision, "database": _safe_url(settings.database_url)}, 0
@@ -122,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out, status = _run(args)
     except DomainError as exc:
         print(json.dumps({"error": exc.message, "field": exc.field}), file=sys.stderr)
+        return 2
+    except ConfigurationError as exc:
+        print(json.dumps({"error": str(exc), "field": "SECRET_KEY"}), file=sys.stderr)
         return 2
     print(json.dumps(out, default=str))
     return status

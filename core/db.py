@@ -157,8 +157,16 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
                                deterministic=True)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine for ``url`` with the settings this product relies on."""
+def make_engine(url: str, *, pooler: bool | None = None, **kwargs: Any) -> Engine:
+    """Create an engine for ``url`` with the settings this product relies on.
+
+    Statements are logged without their parameters (messages, e-mail addresses and phone
+    numbers never reach a log, even in an error).  With ``pooler`` (default
+    ``DATABASE_POOLER``) the connection goes through a transaction-mode pooler such as
+    Supabase's port 6543 or PgBouncer: psycopg then prepares no statements on the server,
+    since the next transaction may run on another server connection.
+    """
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -180,6 +188,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    if pooler if pooler is not None else get_settings().database_pooler:
+        kwargs["connect_args"] = {**kwargs.get("connect_args", {}), "prepare_threshold": None}
     return create_engine(url, **kwargs)
 
 

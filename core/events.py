@@ -38,6 +38,7 @@ from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import outbox
 from core.db import as_uuid, dialect_insert, utcnow
 from core.errors import Invalid
 from core.models import EVENT_TYPES, Campaign, CampaignRecipient, Lead, OutreachAttempt, OutreachEvent
@@ -229,6 +230,17 @@ def _end_call(session: Session, event: OutreachEvent, when: datetime) -> None:
                     .values(completed_at=when))
 
 
+def _announce(session: Session, recipient: CampaignRecipient, before: tuple[bool, bool, bool],
+              event: OutreachEvent, channel: str | None) -> None:
+    """Tell other systems (the outbox) what this event changed, in the same transaction."""
+    after = (recipient.responded_at is not None, bool(recipient.converted), recipient.status == "opted_out")
+    names = ("recipient.responded", "recipient.converted", "recipient.opted_out")
+    found = [outbox.Event(recipient.profile_id, name, outbox.recipient_data(
+        recipient, channel=channel, at=event.occurred_at.isoformat(), event=event.type))
+        for name, was, now_is in zip(names, before, after, strict=True) if now_is and not was]
+    outbox.emit_many(session, found)
+
+
 def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None = None,
                 refresh: bool = True) -> None:
     """Apply a stored event to its recipient and mark it processed.
@@ -248,6 +260,7 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
     when = event.occurred_at
     kind = event.type
     channel = event.channel or recipient.last_channel
+    before = (recipient.responded_at is not None, bool(recipient.converted), recipient.status == "opted_out")
 
     if channel == "call" and kind in CALL_END:
         _end_call(session, event, when)
@@ -320,6 +333,7 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
         _merge(recipient, {"delivery_delayed_at": when.isoformat()})
     # "opted_in" and "status" are kept for the timeline only
     recipient.updated_at = now
+    _announce(session, recipient, before, event, channel)
     if refresh:
         session.flush()
         refresh_campaign_results(session, campaign_id=recipient.campaign_id)

@@ -37,15 +37,34 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from core.db import JSONType, UTCDateTime, utcnow
 
+# the statuses the product's own defaults use; a business's leads may carry any label of its own (§9)
 LEAD_STATUSES = ("New", "Contacted", "Closed")
+LEAD_STATUS_MAX = 50
 CAMPAIGN_TYPES = ("winback", "followup", "promotional", "feedback")
 OUTREACH_METHODS = ("call", "email", "sms", "multi")
 CHANNELS = ("call", "email", "sms")
 CAMPAIGN_STATUSES = ("draft", "scheduled", "active", "paused", "completed", "cancelled")
-RECIPIENT_STATUSES = ("pending", "queued", "sent", "delivered", "answered", "failed", "opted_out")
+# "holdout": chosen for the campaign's control group, never contacted (lift is measured against them)
+RECIPIENT_STATUSES = ("pending", "queued", "sent", "delivered", "answered", "failed", "opted_out", "holdout")
 OPT_OUT_CHANNELS = ("call", "email", "sms", "all")
 OPT_OUT_SOURCES = ("sms_stop", "unsubscribe_link", "call_request", "bounce", "complaint", "manual")
-STEP_CONDITIONS = ("always", "no_response", "not_answered")
+STEP_CONDITIONS = ("always", "no_response", "not_answered", "voicemail", "answered")
+# how the last call of a recipient ended (drives the conditions "voicemail" and "answered")
+CALL_OUTCOMES = ("answered", "voicemail", "not_answered", "failed")
+CONSENT_CHANNELS = ("call", "sms", "email", "all")
+CONSENT_LEVELS = ("express", "express_written")
+CONSENT_SOURCES = ("import", "web_form", "call", "manual", "api")
+CONSENT_POLICIES = ("us_tcpa", "none")
+DNC_SOURCES = ("national_registry", "internal")
+SEND_TIMES = ("window", "best")
+VARIANT_MODES = ("split", "test_then_winner")
+AB_GROUPS = ("test", "rest")
+EMAIL_PROVIDERS = ("resend", "smtp")
+SMS_PROVIDERS = ("twilio", "vonage", "sns")
+# the events other systems can subscribe to (webhook endpoints, §12)
+WEBHOOK_EVENT_TYPES = ("recipient.sent", "recipient.responded", "recipient.converted", "recipient.opted_out",
+                       "campaign.started", "campaign.paused", "campaign.completed", "customer.returned")
+WEBHOOK_DELIVERY_STATUSES = ("pending", "delivered", "failed")
 # normalized event types in outreach_events, whatever the provider (the timeline's vocabulary)
 EVENT_TYPES = (
     "sent",              # the provider accepted a send / a call was placed
@@ -116,8 +135,31 @@ class Profile(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="America/New_York")
     default_region: Mapped[str] = mapped_column(String(2), default="US")
     booking_url: Mapped[str | None] = mapped_column(String(500))
+    # compliance (§10): us_tcpa asks for consent records before calls and texts; none = the business's call
+    consent_policy: Mapped[str] = mapped_column(String(16), default="us_tcpa")
+    # who the business sends as (§12); empty = the platform's defaults from the environment
+    email_from: Mapped[str | None] = mapped_column(String(320))
+    email_from_name: Mapped[str | None] = mapped_column(String(200))
+    email_reply_to: Mapped[str | None] = mapped_column(String(320))
+    sms_from: Mapped[str | None] = mapped_column(String(64))
+    vapi_assistant_id: Mapped[str | None] = mapped_column(String(100))
+    vapi_phone_number_id: Mapped[str | None] = mapped_column(String(100))
+    email_provider: Mapped[str | None] = mapped_column(String(16))
+    sms_provider: Mapped[str | None] = mapped_column(String(16))
+    # prices for cost estimates and actual cost (§11), in the business's currency
+    price_per_sms_segment: Mapped[float] = mapped_column(Float, default=0.0083)
+    price_per_call_minute: Mapped[float] = mapped_column(Float, default=0.13)
+    price_per_email: Mapped[float] = mapped_column(Float, default=0.001)
+    # provider credentials, encrypted with a key derived from SECRET_KEY (core.secrets); never returned
+    encrypted_secrets: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        CheckConstraint(_in("consent_policy", CONSENT_POLICIES), name="consent_policy"),
+        CheckConstraint(f"email_provider IS NULL OR {_in('email_provider', EMAIL_PROVIDERS)}", name="email_provider"),
+        CheckConstraint(f"sms_provider IS NULL OR {_in('sms_provider', SMS_PROVIDERS)}", name="sms_provider"),
+    )
 
 
 class User(Base):
@@ -185,7 +227,7 @@ class Lead(Base):
     customer_name: Mapped[str | None] = mapped_column(String(200))
     customer_phone: Mapped[str | None] = mapped_column(String(32))
     customer_email: Mapped[str | None] = mapped_column(String(320))
-    status: Mapped[str] = mapped_column(String(16), default="New")
+    status: Mapped[str] = mapped_column(String(LEAD_STATUS_MAX), default="New")
     service_type: Mapped[str | None] = mapped_column(String(100))
     notes: Mapped[str | None] = mapped_column(Text)
     call_summary: Mapped[str | None] = mapped_column(Text)
@@ -195,17 +237,55 @@ class Lead(Base):
     structured_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     duration: Mapped[int | None]
     extra: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    source: Mapped[str] = mapped_column(String(16), default="agent")
+    source: Mapped[str] = mapped_column(String(32), default="agent")
     fingerprint: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
     __table_args__ = (
-        CheckConstraint(_in("status", LEAD_STATUSES), name="status"),
-        # targeting, the customer list and attribution read a profile's leads by customer, newest first
+        # the customer page and attribution read a profile's leads by customer, newest first
         Index(None, "profile_id", "contact_key", "created_at"),
         # exact-duplicate detection on import
         Index(None, "profile_id", "fingerprint", unique=True),
+    )
+
+
+class Customer(Base):
+    """One customer of a profile: the leads sharing a ``contact_key``, aggregated.
+
+    Kept equal to its leads in the transaction of every write to ``leads``
+    (:mod:`core.customers_sync`), so choosing recipients, the customer list and
+    the customer page read one row per customer instead of ranking every lead.
+    ``customer_name`` and ``customer_email`` are the newest known values (a newer
+    lead may lack what an older one has); ``last_*`` come from the most recent
+    lead.  The id is stable: new leads update the row, never replace it.
+    """
+
+    __tablename__ = "customers"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    contact_key: Mapped[str] = mapped_column(String(320))
+    customer_name: Mapped[str | None] = mapped_column(String(200))
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    customer_email: Mapped[str | None] = mapped_column(String(320))
+    first_contact_at: Mapped[datetime]
+    last_contact_at: Mapped[datetime]
+    last_status: Mapped[str] = mapped_column(String(LEAD_STATUS_MAX))
+    last_agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"))
+    last_service_type: Mapped[str | None] = mapped_column(String(100))
+    last_lead_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    lead_count: Mapped[int] = mapped_column(Integer, default=0)
+    service_types: Mapped[list[Any]] = mapped_column(default=list)
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (
+        UniqueConstraint("profile_id", "contact_key"),
+        # the customer list (most recently in touch first) and dormancy criteria
+        Index(None, "profile_id", "last_contact_at"),
     )
 
 
@@ -240,11 +320,34 @@ class Campaign(Base):
     attribution_days: Mapped[int] = mapped_column(Integer, default=14)
     variants: Mapped[list[Any]] = mapped_column(default=list)
     steps: Mapped[list[Any]] = mapped_column(default=list)
+    # lift (§11): this share of the matched customers is kept back, never contacted
+    holdout_percent: Mapped[int] = mapped_column(Integer, default=0)
+    # always-on (§11): newly matching customers are enrolled daily; never completes by itself
+    always_on: Mapped[bool] = mapped_column(Boolean, default=False)
+    reenroll_after_days: Mapped[int] = mapped_column(Integer, default=180)
+    last_enrolled_at: Mapped[datetime | None]
+    send_time: Mapped[str] = mapped_column(String(8), default="window")
+    auto_pause_failure_rate: Mapped[float] = mapped_column(Float, default=0.5)
+    variant_mode: Mapped[str] = mapped_column(String(24), default="split")
+    test_percent: Mapped[int] = mapped_column(Integer, default=20)
+    test_hours: Mapped[float] = mapped_column(Float, default=48.0)
+    winner_variant: Mapped[str | None] = mapped_column(String(64))
+    winner_decided_at: Mapped[datetime | None]
+    winner_reason: Mapped[str | None] = mapped_column(Text)
+    # who the last selection left out and why: {"opted_out", "no_consent", "dnc", "no_contact"} (cumulative)
+    selection_report: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
     __table_args__ = (
         CheckConstraint(_in("campaign_type", CAMPAIGN_TYPES), name="campaign_type"),
+        CheckConstraint("holdout_percent BETWEEN 0 AND 50", name="holdout_percent"),
+        CheckConstraint("reenroll_after_days BETWEEN 1 AND 3650", name="reenroll_after_days"),
+        CheckConstraint(_in("send_time", SEND_TIMES), name="send_time"),
+        CheckConstraint("auto_pause_failure_rate > 0 AND auto_pause_failure_rate <= 1", name="auto_pause"),
+        CheckConstraint(_in("variant_mode", VARIANT_MODES), name="variant_mode"),
+        CheckConstraint("test_percent BETWEEN 1 AND 100", name="test_percent"),
+        CheckConstraint("test_hours > 0", name="test_hours"),
         CheckConstraint(_in("outreach_method", OUTREACH_METHODS), name="outreach_method"),
         CheckConstraint(_in("status", CAMPAIGN_STATUSES), name="status"),
         CheckConstraint("rate_limit_per_minute BETWEEN 1 AND 10000", name="rate_limit"),
@@ -265,16 +368,23 @@ class CampaignRecipient(Base):
     campaign_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     profile_id: Mapped[uuid.UUID] = _profile_fk()
     lead_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("leads.id", ondelete="SET NULL"))
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     contact_key: Mapped[str] = mapped_column(String(320))
+    # an always-on campaign may enrol a customer again after reenroll_after_days: 1, 2, …
+    enrollment: Mapped[int] = mapped_column(Integer, default=1)
     customer_name: Mapped[str | None] = mapped_column(String(200))
     customer_phone: Mapped[str | None] = mapped_column(String(32))
     customer_email: Mapped[str | None] = mapped_column(String(320))
     variant: Mapped[str | None] = mapped_column(String(64))
+    # A/B test then winner: "test" recipients try the variants, "rest" get the winner once decided
+    ab_group: Mapped[str | None] = mapped_column(String(8))
     status: Mapped[str] = mapped_column(String(16), default="pending")
     # work queue
     step: Mapped[int] = mapped_column(Integer, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    # best time to reach (§11): when the first step was planned for; set once, so a late send is not re-planned
+    planned_at: Mapped[datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claim_expires_at: Mapped[datetime | None]
     # outcome
@@ -286,6 +396,10 @@ class CampaignRecipient(Base):
     responded_at: Mapped[datetime | None]
     converted: Mapped[bool] = mapped_column(Boolean, default=False)
     converted_at: Mapped[datetime | None]
+    # how the last call ended: answered, voicemail, not_answered or failed
+    last_call_outcome: Mapped[str | None] = mapped_column(String(16))
+    # the customer came back (a new lead of theirs) within the attribution window of the campaign's start
+    returned_at: Mapped[datetime | None]
     response_data: Mapped[dict[str, Any]] = mapped_column(default=dict)
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
@@ -293,8 +407,10 @@ class CampaignRecipient(Base):
 
     __table_args__ = (
         CheckConstraint(_in("status", RECIPIENT_STATUSES), name="status"),
-        # a customer is in a campaign at most once (selection is idempotent)
-        UniqueConstraint("campaign_id", "contact_key"),
+        CheckConstraint(f"last_call_outcome IS NULL OR {_in('last_call_outcome', CALL_OUTCOMES)}",
+                        name="last_call_outcome"),
+        # a customer is in a campaign once per enrolment (selection is idempotent)
+        UniqueConstraint("campaign_id", "contact_key", "enrollment"),
         Index(None, "campaign_id", "status"),
         Index(None, "campaign_id", "next_attempt_at"),
         # frequency cap and attribution: this customer's recent contacts
@@ -349,6 +465,8 @@ class OutreachAttempt(Base):
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # what this try cost (SMS segments of the final text, an e-mail, a call's minutes once it ended)
+    cost: Mapped[float | None] = mapped_column(Float)
     worker: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None]
@@ -437,3 +555,132 @@ class RateLimit(Base):
     blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = _updated()
+
+
+class Consent(Base):
+    """A customer's consent to be reached on a channel (§10), with its proof; revoked ones are kept."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    contact: Mapped[str] = mapped_column(String(320))
+    channel: Mapped[str] = mapped_column(String(8))
+    level: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    proof: Mapped[str | None] = mapped_column(Text)
+    captured_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint(_in("channel", CONSENT_CHANNELS), name="channel"),
+        CheckConstraint(_in("level", CONSENT_LEVELS), name="level"),
+        CheckConstraint(_in("source", CONSENT_SOURCES), name="source"),
+        Index(None, "profile_id", "contact"),
+    )
+
+
+class DncNumber(Base):
+    """A phone number the business must never call or text (its do-not-call list, §10)."""
+
+    __tablename__ = "dnc_numbers"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    number: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint(_in("source", DNC_SOURCES), name="source"),
+        UniqueConstraint("profile_id", "number"),
+    )
+
+
+class WebhookEndpoint(Base):
+    """Where a business wants its events delivered (n8n, Zapier, a CRM), signed per Standard Webhooks."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted (core.secrets); shown once when created
+    description: Mapped[str | None] = mapped_column(String(500))
+    disabled_at: Mapped[datetime | None]
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = _updated()
+
+    __table_args__ = (Index(None, "profile_id"),)
+
+
+class WebhookEvent(Base):
+    """The outbox: one event for other systems, written in the transaction of the change it announces."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (Index(None, "profile_id", "created_at"),)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: delivered at least once, retried with back-off for 24 hours."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = _pk()
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_events.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    claim_expires_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    response_status: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint(_in("status", WEBHOOK_DELIVERY_STATUSES), name="status"),
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "endpoint_id", "created_at"),
+    )
+
+
+class LoginAttempt(Base):
+    """Failed dashboard sign-ins per e-mail and per address, for throttling (§13)."""
+
+    __tablename__ = "login_attempts"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
+
+
+class DashboardSession(Base):
+    """A signed-in dashboard browser: its token survives a reload until it expires or the user signs out."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[uuid.UUID] = _pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    profile_id: Mapped[uuid.UUID] = _profile_fk()
+    created_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index(None, "user_id"),)

@@ -1,9 +1,11 @@
-"""Channel adapters: Vapi calls, Resend e-mail, Twilio SMS, and the sandbox.
+"""Channel adapters: Vapi calls; e-mail through Resend or SMTP; SMS through Twilio, Vonage or
+AWS SNS; and the sandbox.
 
-:func:`get_channel` is the registry: the live adapter of a channel when its
-credentials are set (``Settings.channel_live``), otherwise the sandbox adapter
-of that channel, which simulates the provider offline.  Live adapters are
-constructed with the settings (``Adapter(settings)``) and imported only when
+:func:`get_channel` is the registry: the live adapter of a channel's provider
+(``Settings.provider_for``) when its credentials are set (``Settings.channel_live``),
+otherwise the sandbox adapter of that channel, which simulates the provider
+offline.  Live adapters are constructed with the settings (``Adapter(settings)``) —
+a business's own, from :func:`core.senders.settings_for` — and imported only when
 needed, so a process without a provider's SDK still runs in sandbox mode.
 """
 
@@ -19,12 +21,17 @@ from core.config import Settings, get_settings
 from core.errors import DomainError, Invalid
 from core.models import CHANNELS
 
-# channel → (module, class, what the person should know when it is missing)
+# provider → (module, class, what the person should know when it is missing)
 LIVE_ADAPTERS: dict[str, tuple[str, str, str]] = {
-    "email": ("core.channels.resend_email", "ResendChannel", "e-mail (Resend)"),
-    "call": ("core.channels.vapi", "VapiChannel", "call (Vapi)"),
-    "sms": ("core.channels.twilio_sms", "TwilioChannel", "SMS (Twilio)"),
+    "resend": ("core.channels.resend_email", "ResendChannel", "e-mail (Resend)"),
+    "smtp": ("core.channels.smtp_email", "SmtpChannel", "e-mail (SMTP)"),
+    "vapi": ("core.channels.vapi", "VapiChannel", "call (Vapi)"),
+    "twilio": ("core.channels.twilio_sms", "TwilioChannel", "SMS (Twilio)"),
+    "vonage": ("core.channels.vonage_sms", "VonageChannel", "SMS (Vonage)"),
+    "sns": ("core.channels.sns_sms", "SnsChannel", "SMS (AWS SNS)"),
 }
+PROVIDER_NAMES = {"vapi": "Vapi", "resend": "Resend", "smtp": "SMTP", "twilio": "Twilio", "vonage": "Vonage",
+                  "sns": "AWS SNS", "sandbox": "the sandbox"}
 
 
 def send_timeout(settings: Settings) -> float:
@@ -50,7 +57,7 @@ def get_channel(channel: str, settings: Settings | None = None, *,
         raise Invalid(f"unknown channel '{channel}'; allowed: {', '.join(CHANNELS)}", field="channel")
     settings = settings or get_settings()
     if settings.channel_live(channel):
-        module_name, class_name, label = LIVE_ADAPTERS[channel]
+        module_name, class_name, label = LIVE_ADAPTERS[settings.provider_for(channel)]
         try:
             module = importlib.import_module(module_name)
             adapter_class: Any = getattr(module, class_name)

@@ -9,7 +9,7 @@ from api_helpers import EMAIL_CONTENT, Tenant, count, make_campaign, recipients_
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from api import MAX_JSON_DEPTH, parse_json_strictly
+from api_edge import MAX_JSON_DEPTH, parse_json_strictly
 from core.config import get_settings
 from core.models import Campaign, OptOut
 
