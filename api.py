@@ -281,6 +281,30 @@ def delete_opt_out(id: OptOutId, session: DbSession, profile_id: ProfileId) -> R
     return Response(status_code=204)
 
 
+# --- /api/leads, /api/customers, /api/lead-statuses ------------------------------------------------------
+
+leads_router = APIRouter(prefix="/api", tags=["customers"], route_class=ApiRoute,
+                         dependencies=[Depends(strict_body)])
+
+
+# --- /api/consents, /api/dnc, /api/campaigns/{id}/compliance ---------------------------------------------
+
+compliance_router = APIRouter(prefix="/api", tags=["compliance"], route_class=ApiRoute,
+                              dependencies=[Depends(strict_body)])
+
+
+# --- /api/webhook-endpoints --------------------------------------------------------------------------------
+
+endpoints_router = APIRouter(prefix="/api/webhook-endpoints", tags=["events out"], route_class=ApiRoute,
+                             dependencies=[Depends(strict_body)])
+
+
+# --- /api/profile ------------------------------------------------------------------------------------------
+
+profile_router = APIRouter(prefix="/api/profile", tags=["profile"], route_class=ApiRoute,
+                           dependencies=[Depends(strict_body)])
+
+
 # --- service ----------------------------------------------------------------------------------------------
 
 service_router = APIRouter(tags=["service"])
@@ -373,6 +397,12 @@ async def resend_webhook(request: Request) -> Any:
     return report.as_dict()
 
 
+# --- e-mail services' bounce and complaint webhooks (SES through SNS, SendGrid, Postmark) --------------
+
+
+# --- Vonage delivery receipts and inbound texts --------------------------------------------------------
+
+
 # pages for people (HTML), not part of the JSON API's document
 pages_router = APIRouter(include_in_schema=False)
 _NO_STORE = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex"}
@@ -442,6 +472,10 @@ def create_app(*, engine: Engine | None = None, database_url: str | None = None,
     app.include_router(campaigns_router)
     app.include_router(audience_router)
     app.include_router(opt_outs_router)
+    app.include_router(leads_router)
+    app.include_router(compliance_router)
+    app.include_router(endpoints_router)
+    app.include_router(profile_router)
     # provider webhooks and the unsubscribe page authenticate by signature/token, not API key:
     # their routers are included here, next to these
     app.include_router(webhooks_router)
