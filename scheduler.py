@@ -1,10 +1,12 @@
 """Scheduler daemon: ``python scheduler.py``.
 
 Runs :func:`core.scheduling.tick` every ``SCHEDULER_TICK_SECONDS`` (APScheduler,
-one job, never two at once).  Any number of these processes may run against
-one PostgreSQL database.  SIGTERM / SIGINT stop it cleanly: sends already under
-way finish and are recorded, everything else this process had claimed is
-released for the others.
+never two at once), and in a job of its own, on the same interval,
+:func:`core.webhook_delivery.deliver_due`: events out to the businesses' endpoints,
+so a receiver that is slow or never answers never holds up sending.  Any number of
+these processes may run against one PostgreSQL database.  SIGTERM / SIGINT stop it
+cleanly: sends already under way finish and are recorded, everything else this
+process had claimed is released for the others.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from core.channels import channel_modes
 from core.claims import release_worker
 from core.config import ConfigurationError, get_settings
+from core.customers_sync import refresh_scores
 from core.db import session_factory, utcnow
-from core.dispatch import default_worker
+from core.dispatch import Dispatcher, default_worker
 from core.logs import configure_logging
-from core.scheduling import tick
+from core.scheduling import settle_tick, tick
+from core.webhook_delivery import deliver_due, release_deliveries
 
 log = logging.getLogger("scheduler")
 
@@ -67,12 +71,53 @@ def main() -> None:
             stop_scheduler()
             return
         try:
-            tick(factory, worker=worker, settings=settings, stop=stop, budget=budget)
+            tick(factory, worker=worker, settings=settings, stop=stop, budget=budget, settle=False)
         except Exception:
             log.exception("tick failed; the next tick tries again")
 
     scheduler.add_job(run_tick, "interval", seconds=settings.scheduler_tick_seconds, id="tick", coalesce=True,
                       max_instances=1, next_run_time=datetime.now().astimezone(), misfire_grace_time=None)
+
+    def run_settle() -> None:
+        # settling asks providers about tries whose outcome was never recorded: in its own job, so a
+        # provider that is slow to answer never holds up sending
+        if stop.is_set():
+            return
+        try:
+            settled, closed = settle_tick(Dispatcher(factory, worker=worker, settings=settings, stop=stop))
+            if settled or closed:
+                log.info("settle: %d tries settled, %d calls closed", settled, closed)
+        except Exception:
+            log.exception("settling failed; the next run tries again")
+
+    scheduler.add_job(run_settle, "interval", seconds=settings.scheduler_tick_seconds, id="settle", coalesce=True,
+                      max_instances=1, next_run_time=datetime.now().astimezone(), misfire_grace_time=None)
+
+    def run_scores() -> None:
+        # a customer's re-engagement score depends on how long ago they were in touch: it changes with time alone
+        if stop.is_set():
+            return
+        try:
+            with factory() as session, session.begin():
+                refreshed = refresh_scores(session, now=utcnow())
+            log.info("scores: %d customers' re-engagement scores refreshed", refreshed)
+        except Exception:
+            log.exception("refreshing the scores failed; the next run tries again")
+
+    scheduler.add_job(run_scores, "interval", hours=24, id="scores", coalesce=True, max_instances=1,
+                      next_run_time=datetime.now().astimezone(), misfire_grace_time=None)
+
+    def run_deliveries() -> None:
+        if stop.is_set():
+            return
+        try:
+            deliver_due(factory, worker=worker, settings=settings, stop=stop, budget=budget)
+        except Exception:
+            log.exception("event delivery failed; the next run tries again")
+
+    scheduler.add_job(run_deliveries, "interval", seconds=settings.scheduler_tick_seconds, id="deliveries",
+                      coalesce=True, max_instances=1, next_run_time=datetime.now().astimezone(),
+                      misfire_grace_time=None)
 
     def shutdown(signum: int, _frame: FrameType | None) -> None:
         log.info("%s received: finishing sends under way, releasing the rest", signal.Signals(signum).name)
@@ -90,6 +135,7 @@ def main() -> None:
             thread.join()
     with factory() as session, session.begin():
         released = release_worker(session, worker=worker, now=utcnow())
+        released += release_deliveries(session, worker=worker)
     log.info("scheduler %s stopped (%d claims released)", worker, released)
 
 

@@ -42,18 +42,22 @@ class Claimed:
     campaign_id: uuid.UUID
     profile_id: uuid.UUID
     lead_id: uuid.UUID | None
+    customer_id: uuid.UUID | None
     contact_key: str
     customer_name: str | None
     customer_phone: str | None
     customer_email: str | None
     variant: str | None
+    ab_group: str | None
     status: str
     step: int
     attempts: int
     next_attempt_at: datetime | None
+    planned_at: datetime | None
     sent_at: datetime | None
     answered_at: datetime | None
     responded_at: datetime | None
+    last_call_outcome: str | None
 
 
 _r = cast(Table, CampaignRecipient.__table__)
@@ -92,10 +96,13 @@ def claim_unsettled(session: Session, *, worker: str, now: datetime, lease: time
     lease has expired (their process died mid-send), of any campaign."""
     a = OutreachAttempt
     open_attempt = exists().where(a.recipient_id == _r.c.id, a.outcome.is_(None), a.completed_at.is_(None))
-    conds = [open_attempt, or_(_r.c.claim_expires_at.is_(None), _r.c.claim_expires_at < now)]
+    # a try the provider could not settle yet is asked again when its back-off says (next_attempt_at)
+    conds = [open_attempt, or_(_r.c.claim_expires_at.is_(None), _r.c.claim_expires_at < now),
+             or_(_r.c.next_attempt_at.is_(None), _r.c.next_attempt_at <= now)]
     if campaign_id is not None:
         conds.append(_r.c.campaign_id == campaign_id)
-    due = select(_r.c.id).where(*conds).limit(limit).with_for_update(skip_locked=True)
+    due = (select(_r.c.id).where(*conds).order_by(_r.c.next_attempt_at).limit(limit)
+           .with_for_update(skip_locked=True))
     return _claim(session, due, worker=worker, now=now, lease=lease)
 
 

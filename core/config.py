@@ -10,7 +10,10 @@ these).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -235,15 +238,20 @@ class Settings(BaseSettings):
 
 
 def _key_beside(database: Path) -> str:
+    """The signing key kept next to the embedded database's file, made once by whichever process comes
+    first (written whole under another name, then linked into place: a reader never sees half a key)."""
     path = database.parent / KEY_FILE
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=path.parent)
         try:
-            with path.open("x") as fh:
+            with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(48))
-        except FileExistsError:
-            pass  # another process using the same database wrote it first
-        path.chmod(0o600)
+            os.chmod(tmp, 0o600)
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)  # another process using the same database made it first: theirs stands
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 

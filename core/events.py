@@ -39,9 +39,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core import outbox
+from core.customers_sync import sync_customers
 from core.db import as_uuid, dialect_insert, utcnow
 from core.errors import Invalid
-from core.models import EVENT_TYPES, Campaign, CampaignRecipient, Lead, OutreachAttempt, OutreachEvent
+from core.models import EVENT_TYPES, Campaign, CampaignRecipient, Lead, OutreachAttempt, OutreachEvent, Profile
 from core.optouts import record_opt_out
 from core.results import refresh_campaign_results
 
@@ -166,6 +167,10 @@ def _conversion_lead(session: Session, recipient: CampaignRecipient, event: Outr
         extra={"recipient_id": str(recipient.id)}, source="campaign", fingerprint=fingerprint,
         created_at=when, updated_at=when,
     ).on_conflict_do_nothing(index_elements=["profile_id", "fingerprint"]))
+    # the customer, in the same transaction (after the recipient's changes, which the score counts)
+    session.flush()
+    sync_customers(session, profile_id=recipient.profile_id, keys=[recipient.contact_key],
+                   now=event.processed_at or utcnow())
 
 
 def _link_lead(session: Session, recipient: CampaignRecipient, lead_id: uuid.UUID) -> None:
@@ -176,6 +181,9 @@ def _link_lead(session: Session, recipient: CampaignRecipient, lead_id: uuid.UUI
 
 
 CALL_RETRY_DELAY = timedelta(seconds=60)
+# a click this soon after the send is a mail scanner opening the links as the e-mail arrives
+SCANNER_SECONDS = 10
+SCANNER_WINDOW = timedelta(seconds=SCANNER_SECONDS)
 
 
 def _retry_call(session: Session, recipient: CampaignRecipient, event: OutreachEvent, *, now: datetime) -> bool:
@@ -218,16 +226,56 @@ def _retry_call(session: Session, recipient: CampaignRecipient, event: OutreachE
 
 
 def _end_call(session: Session, event: OutreachEvent, when: datetime) -> None:
-    """The call this event reports the end of no longer counts as in progress."""
+    """The call this event reports the end of no longer counts as in progress — also when the report
+    overtook the dispatcher's record of the call id (a short call): the try of that recipient and step
+    still in flight is found by the metadata the call carried, and the dispatcher's later record keeps
+    the end."""
     a = OutreachAttempt
+    done = 0
     if event.provider_message_id:
-        cond = [a.provider == event.provider, a.provider_message_id == event.provider_message_id]
-    elif event.recipient_id is not None and event.step is not None:
-        cond = [a.recipient_id == event.recipient_id, a.step == event.step]
-    else:
+        done = _rows_changed(session.execute(update(a).where(
+            a.provider == event.provider, a.provider_message_id == event.provider_message_id, a.channel == "call",
+            a.completed_at.is_(None)).values(completed_at=when)))
+        known = session.scalar(select(exists().where(a.provider == event.provider,
+                                                     a.provider_message_id == event.provider_message_id)))
+        if done or known:
+            return
+    if event.recipient_id is not None and event.step is not None:
+        session.execute(update(a).where(
+            a.recipient_id == event.recipient_id, a.step == event.step, a.channel == "call",
+            a.provider == event.provider, a.completed_at.is_(None), a.provider_message_id.is_(None))
+            .values(completed_at=when))
+
+
+def _call_cost(session: Session, event: OutreachEvent, payload: dict[str, Any]) -> None:
+    """What an ended call cost: its minutes (from the end-of-call report) at the business's price."""
+    seconds = payload.get("duration_seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not event.provider_message_id:
         return
-    session.execute(update(a).where(*cond, a.channel == "call", a.completed_at.is_(None))
-                    .values(completed_at=when))
+    price = session.scalar(select(Profile.price_per_call_minute).where(Profile.id == event.profile_id))
+    if price is None:
+        return
+    a = OutreachAttempt
+    cost = round(max(0.0, float(seconds)) / 60 * price, 6)
+    done = session.execute(update(a).where(a.provider == event.provider, a.channel == "call",
+                                           a.provider_message_id == event.provider_message_id).values(cost=cost))
+    if not _rows_changed(done) and event.recipient_id is not None and event.step is not None:
+        # the report overtook the dispatcher's record of the call id: the try in flight is that call
+        session.execute(update(a).where(
+            a.recipient_id == event.recipient_id, a.step == event.step, a.channel == "call",
+            a.provider == event.provider, a.provider_message_id.is_(None), a.outcome.is_(None)).values(cost=cost))
+
+
+def _rows_changed(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _scanner_click(recipient: CampaignRecipient, payload: dict[str, Any], when: datetime) -> bool:
+    """A click by a link scanner: said so (a scanner's user agent), or within seconds of the send —
+    faster than a person opens an e-mail."""
+    if payload.get("scanner"):
+        return True
+    return recipient.sent_at is not None and timedelta(0) <= when - recipient.sent_at < SCANNER_WINDOW
 
 
 def _announce(session: Session, recipient: CampaignRecipient, before: tuple[bool, bool, bool],
@@ -264,6 +312,11 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
 
     if channel == "call" and kind in CALL_END:
         _end_call(session, event, when)
+        if not (kind == "failed" and p.get("retry")):
+            # how the last call ended: the next step's condition (voicemail, answered) reads it
+            recipient.last_call_outcome = {"answered": "answered", "delivered": "voicemail",
+                                           "not_answered": "not_answered"}.get(kind, "failed")
+            _call_cost(session, event, p)
     artefacts = {k: p[k] for k in CALL_ARTEFACTS if p.get(k) not in (None, "", {}, [])}
 
     if kind == "sent":
@@ -286,9 +339,13 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
         if not (recipient.response_data or {}).get("opened_at"):
             _merge(recipient, {"opened_at": when.isoformat()})
     elif kind == "clicked":
-        recipient.responded_at = recipient.responded_at or when
-        if p.get("url") and not (recipient.response_data or {}).get("clicked_url"):
-            _merge(recipient, {"clicked_url": p["url"]})
+        if _scanner_click(recipient, p, when):
+            # a mail scanner opened the link as the e-mail arrived: kept on the timeline, not a response
+            event.error_message = "a link scanner's click, not the customer's: not counted as a response"
+        else:
+            recipient.responded_at = recipient.responded_at or when
+            if p.get("url") and not (recipient.response_data or {}).get("clicked_url"):
+                _merge(recipient, {"clicked_url": p["url"]})
     elif kind == "replied":
         recipient.responded_at = recipient.responded_at or when
         replies = list((recipient.response_data or {}).get("replies") or [])
@@ -318,8 +375,13 @@ def apply_event(session: Session, event: OutreachEvent, *, now: datetime | None 
         if kind == "bounced" and str(p.get("bounce_type", "")).lower() == "permanent":
             _opt_out(session, recipient, channel="email", source="bounce", reason=reason, now=when)
         if kind == "complained":
+            # marking an e-mail as spam is the customer's way of saying stop: an opt-out, counted as one
             _opt_out(session, recipient, channel="email", source="complaint", reason=reason, now=when)
-        _fail(session, recipient, event, reason)
+            recipient.status = "opted_out"
+            recipient.error_message = reason
+            recipient.next_attempt_at = None
+        else:
+            _fail(session, recipient, event, reason)
     elif kind == "opted_out":
         ch = channel or "all"
         source = {"sms": "sms_stop", "call": "call_request"}.get(ch) or p.get("source") or "unsubscribe_link"

@@ -89,17 +89,30 @@ def outcome_of(row: Any) -> str:
     return "queued" if row.status == "queued" else "not contacted yet"
 
 
-def _cell(value: Any) -> Any:
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value: Any) -> Any:
+    """A value as a CSV cell a spreadsheet will not run: text starting with ``= + - @`` (or a tab or a
+    carriage return) — also after leading spaces, which spreadsheets skip — gets a leading apostrophe
+    (OWASP's advice); a phone number in E.164 (``+12015550123``) is left as it is."""
     if value is None:
         return ""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _PHONE.match(value):
-        # spreadsheet programs run a cell starting with these as a formula
+    if isinstance(value, str) and value.lstrip(" ")[:1] in _FORMULA_START and not _PHONE.match(value):
         return "'" + value
     return value
+
+
+def frame_csv(frame: Any) -> str:
+    """A pandas DataFrame as CSV text with every cell made safe (:func:`safe_cell`)."""
+    return frame.map(safe_cell).to_csv(index=False)
+
+
+_cell = safe_cell
 
 
 def _csv_line(values: list[Any]) -> str:

@@ -18,10 +18,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any, cast
 
-from sqlalchemy import Integer, String, Table, Text, Uuid, case, func, null, or_
+from sqlalchemy import Float, Integer, String, Table, Text, Uuid, case, func, null, or_
 from sqlalchemy.orm import Session
 
-from core import ratelimit
+from core import outbox, ratelimit
 from core.bulk import Values, insert_rows, update_rows
 from core.claims import Claimed
 from core.db import UTCDateTime
@@ -53,7 +53,7 @@ _RECIPIENT_FIELDS: dict[str, Any] = {
     "error": Text(), "channel": String(8), "pmid": String(100)}
 _ATTEMPT_FIELDS: dict[str, Any] = {
     "aid": Uuid(), "outcome": String(16), "pmid": String(100), "code": String(100), "error": Text(),
-    "at": UTCDateTime(), "done": UTCDateTime()}
+    "at": UTCDateTime(), "done": UTCDateTime(), "cost": Float()}
 
 
 def recipient_values(kind: str, v: Values) -> dict[str, Any]:
@@ -83,10 +83,12 @@ def recipient_values(kind: str, v: Values) -> dict[str, Any]:
 
 
 def attempt_values(v: Values) -> dict[str, Any]:
-    """What an outcome sets on an attempt (an error already recorded is kept when none is given)."""
+    """What an outcome sets on an attempt (an error already recorded is kept when none is given; an end
+    already recorded — a provider's report that overtook this write — is kept too)."""
     return {"outcome": v.outcome, "provider_message_id": func.coalesce(v.pmid, _a.c.provider_message_id),
             "error_code": func.coalesce(v.code, _a.c.error_code),
-            "error_message": func.coalesce(v.error, _a.c.error_message), "finished_at": v.at, "completed_at": v.done}
+            "error_message": func.coalesce(v.error, _a.c.error_message), "finished_at": v.at,
+            "completed_at": func.coalesce(_a.c.completed_at, v.done), "cost": func.coalesce(v.cost, _a.c.cost)}
 
 
 @dataclass
@@ -100,6 +102,8 @@ class Writes:
     events: list[dict[str, Any]] = field(default_factory=list)
     opt_outs: list[dict[str, Any]] = field(default_factory=list)
     blocks: dict[str, tuple[float, str]] = field(default_factory=dict)
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    announcements: list[outbox.Event] = field(default_factory=list)
     pause: tuple[uuid.UUID, uuid.UUID, str] | None = None
 
     def recipient(self, kind: str, rid: uuid.UUID, *, step: int = 0, attempts: int = 0,
@@ -111,12 +115,16 @@ class Writes:
             "error": error[:2000] if error else None, "channel": channel, "pmid": pmid})
 
     def attempt(self, aid: uuid.UUID, outcome: str | None, *, pmid: str | None = None, code: str | None = None,
-                error: str | None = None, still_open: bool = False) -> None:
+                error: str | None = None, still_open: bool = False, cost: float | None = None) -> None:
         """An attempt's outcome (``still_open``: an accepted call under way, or a try whose fate the
-        provider must still confirm)."""
+        provider must still confirm; ``cost``: what it cost, when known now)."""
         self.attempts.append({"aid": aid, "outcome": outcome, "pmid": pmid, "code": code,
                               "error": error[:2000] if error else None, "at": self.now,
-                              "done": None if still_open else self.now})
+                              "done": None if still_open else self.now, "cost": cost})
+
+    def plan(self, rid: uuid.UUID, at: datetime) -> None:
+        """The recipient's first step is planned for ``at`` (best time to reach): recorded once."""
+        self.plans.append({"rid": rid, "at": at})
 
     def sent_event(self, row: Claimed, *, step: int, channel: str, provider: str, attempt_id: uuid.UUID,
                    attempt_no: int, pmid: str, at: datetime) -> None:
@@ -126,9 +134,12 @@ class Writes:
             "provider_event_id": f"sent:{attempt_id}", "provider_message_id": pmid, "type": "sent",
             "payload": {"attempt": attempt_no}, "occurred_at": at, "received_at": at, "processed_at": at,
             "error_message": None})
+        self.announcements.append(outbox.Event(row.profile_id, "recipient.sent", outbox.recipient_data(
+            row, channel=channel, step=step, provider=provider, at=at.isoformat())))
 
     def empty(self) -> bool:
-        return not (self.recipients or self.attempts or self.events or self.opt_outs or self.blocks or self.pause)
+        return not (self.recipients or self.attempts or self.events or self.opt_outs or self.blocks or self.pause
+                    or self.plans)
 
     def flush(self, session: Session) -> None:
         """Write everything.  A recipient is only changed while this worker still holds it;
@@ -150,3 +161,6 @@ class Writes:
             record_opt_out(session, **item)
         for key, (until, reason) in self.blocks.items():
             ratelimit.block(session, key, until=until, reason=reason)
+        update_rows(session, _r, self.plans, types={"rid": Uuid(), "at": UTCDateTime()}, key="rid",
+                    values=lambda v: {"planned_at": func.coalesce(_r.c.planned_at, v.at)})
+        outbox.emit_many(session, self.announcements, now=self.now)

@@ -4,12 +4,18 @@ the ``rate_limits`` table.
 Each limit is a GCRA (generic cell rate algorithm) meter: a row keeps the
 *theoretical arrival time* (``tat``) of the next permitted action in epoch
 seconds.  A permit is granted at ``t`` when ``tat - tolerance <= t``, and then
-``tat = max(tat, t) + interval``.  Over any window of ``W`` seconds this admits
-at most ``W / interval + tolerance / interval + 1`` actions, so a per-minute
-limit ``L`` with a burst ``B`` uses ``interval = 60 / L`` and
-``tolerance = (B - 1) * interval``: at most ``L + B`` in any sliding minute.
-Because ``tat`` lives in the database, a restarted scheduler does not get a
-fresh burst.
+``tat = max(tat, t) + interval``.  That spaces actions evenly and lets a burst go
+early.  A campaign's ``rate_limit_per_minute`` is also a **ceiling** a shop owner
+can read literally (DESIGN §13): at most that many permits in any sliding 60 s,
+across all processes together.  GCRA alone would admit the limit *plus* the burst
+in a minute, so a per-minute meter also keeps the permits of the last minute in
+``recent`` (counts per half-second bucket) and grants a permit only while fewer
+than the limit fall in the minute before it.  The check is conservative by a
+bucket and by :data:`LATE_TOLERANCE` — the latest a send may start after its
+permit (the sender gives up a permit it could not use in time) — so what reaches
+the provider keeps under the ceiling even when a send starts a little late; the
+price is that a steady campaign runs about 2.5 % under its limit.  Because the
+state lives in the database, a restarted scheduler does not get a fresh burst.
 
 Permits are reserved for a whole batch in one short transaction that locks
 the rows involved (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite's
@@ -30,7 +36,7 @@ import math
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -42,28 +48,34 @@ from core.db import dialect_insert, utcnow
 from core.models import OutreachAttempt, RateLimit
 
 CALLS_KEY = "calls:in-progress"
+WINDOW = 60.0  # seconds of the ceiling's sliding window
+BUCKET = 0.5  # seconds per bucket of ``recent``
+# the latest a send may start after its permit's moment; a later one gives the permit up
+LATE_TOLERANCE = 1.0
 # a call whose end was never reported stops counting after this long (and is reconciled)
 CALL_TIMEOUT = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
 class Rate:
-    """One GCRA meter: at most one action every ``interval`` seconds, ``tolerance`` seconds early."""
+    """One meter: at most one action every ``interval`` seconds, ``tolerance`` seconds early
+    (GCRA), and — when ``ceiling`` is set — at most ``ceiling`` actions in any sliding minute."""
 
     key: str
     interval: float
     tolerance: float = 0.0
+    ceiling: int = 0
 
 
 def burst_of(per_minute: int) -> int:
-    """The burst a per-minute limit allows on top of it: max(2, 10 % of the limit)."""
+    """How many actions of a minute's allowance may go at once: max(2, 10 % of the limit)."""
     return max(2, per_minute // 10)
 
 
 def per_minute(key: str, limit: int) -> Rate:
-    """At most ``limit`` + :func:`burst_of` ``(limit)`` actions in any sliding 60 s."""
+    """At most ``limit`` actions in any sliding 60 s, a burst of :func:`burst_of` ``(limit)`` early."""
     interval = 60.0 / limit
-    return Rate(key, interval, (burst_of(limit) - 1) * interval)
+    return Rate(key, interval, (burst_of(limit) - 1) * interval, ceiling=limit)
 
 
 def per_second(key: str, rate: float) -> Rate:
@@ -75,29 +87,52 @@ def campaign_key(campaign_id: uuid.UUID) -> str:
     return f"campaign:{campaign_id}"
 
 
-def provider_key(channel: str) -> str:
-    """The limiter row of the provider behind ``channel`` (shared by all campaigns)."""
-    return f"provider:{channel}"
+def provider_key(channel: str, account: str = "") -> str:
+    """The limiter row of the provider account behind ``channel`` (shared by every campaign that sends
+    through that account; ``account`` from :func:`core.senders.account_key`)."""
+    return f"provider:{channel}:{account}" if account else f"provider:{channel}"
 
 
 def campaign_rate(campaign_id: uuid.UUID, limit_per_minute: int) -> Rate:
     return per_minute(campaign_key(campaign_id), limit_per_minute)
 
 
-def provider_rate(channel: str, settings: Settings) -> Rate | None:
-    """The provider's per-second cap for ``channel`` (calls are capped by concurrency instead)."""
-    if channel == "email":
-        return per_second(provider_key("email"), settings.resend_max_per_second)
-    if channel == "sms":
-        return per_second(provider_key("sms"), settings.twilio_max_per_second)
-    return None
+PER_SECOND_SETTINGS = {"resend": "resend_max_per_second", "smtp": "smtp_max_per_second",
+                       "twilio": "twilio_max_per_second", "vonage": "vonage_max_per_second",
+                       "sns": "sns_max_per_second"}
+
+
+def provider_rate(channel: str, settings: Settings, account: str = "") -> Rate | None:
+    """The provider's per-second cap for ``channel`` (calls are capped by concurrency instead); the
+    sandbox is as fast as the provider it stands for."""
+    if channel == "call":
+        return None
+    provider = settings.provider_for(channel)
+    return per_second(provider_key(channel, account), float(getattr(settings, PER_SECOND_SETTINGS[provider])))
 
 
 @dataclass
 class _State:
     tat: float
     blocked_until: float
+    recent: list[list[float]] = field(default_factory=list)  # [bucket start, count], oldest first
     dirty: bool = False
+
+    def in_window(self, at: float) -> tuple[int, list[list[float]]]:
+        """How many permits count against a permit at ``at`` (conservatively), and those buckets."""
+        since = at - WINDOW - LATE_TOLERANCE - BUCKET
+        live = [b for b in self.recent if b[0] > since]
+        return int(sum(b[1] for b in live)), live
+
+
+def _bucket(at: float) -> float:
+    return math.floor(at / BUCKET) * BUCKET
+
+
+def _recent(raw: object) -> list[list[float]]:
+    if not isinstance(raw, list):
+        return []
+    return sorted([float(b[0]), float(b[1])] for b in raw if isinstance(b, list | tuple) and len(b) == 2)
 
 
 def lock(session: Session, keys: Iterable[str]) -> dict[str, _State]:
@@ -107,16 +142,16 @@ def lock(session: Session, keys: Iterable[str]) -> dict[str, _State]:
         return {}
 
     def fetch() -> dict[str, _State]:
-        rows = session.execute(select(RateLimit.key, RateLimit.tat, RateLimit.blocked_until)
+        rows = session.execute(select(RateLimit.key, RateLimit.tat, RateLimit.blocked_until, RateLimit.recent)
                                .where(RateLimit.key.in_(wanted)).order_by(RateLimit.key).with_for_update()).all()
-        return {k: _State(float(t or 0.0), float(b or 0.0)) for k, t, b in rows}
+        return {k: _State(float(t or 0.0), float(b or 0.0), _recent(r)) for k, t, b, r in rows}
 
     states = fetch()
     missing = [k for k in wanted if k not in states]
     if missing:
         now = utcnow()
         session.execute(dialect_insert(session, RateLimit).values(
-            [{"key": k, "tat": 0.0, "blocked_until": 0.0, "updated_at": now} for k in missing]
+            [{"key": k, "tat": 0.0, "blocked_until": 0.0, "recent": [], "updated_at": now} for k in missing]
         ).on_conflict_do_nothing(index_elements=["key"]))
         states = fetch()
     return states
@@ -124,25 +159,48 @@ def lock(session: Session, keys: Iterable[str]) -> dict[str, _State]:
 
 def save(session: Session, states: dict[str, _State]) -> None:
     """Write back the rows :func:`reserve` changed."""
-    changed = [{"k": k, "tat": s.tat, "blocked_until": s.blocked_until} for k, s in states.items() if s.dirty]
+    changed = [{"k": k, "tat": s.tat, "blocked_until": s.blocked_until, "recent": s.recent}
+               for k, s in states.items() if s.dirty]
     if not changed:
         return
     table = cast(Table, RateLimit.__table__)
     session.execute(
         update(table).where(table.c.key == bindparam("k"))
-        .values(tat=bindparam("tat"), blocked_until=bindparam("blocked_until"), updated_at=utcnow()),
+        .values(tat=bindparam("tat"), blocked_until=bindparam("blocked_until"),
+                recent=bindparam("recent", type_=table.c.recent.type), updated_at=utcnow()),
         changed,
     )
     for s in states.values():
         s.dirty = False
 
 
+def _ceiling_allows(rate: Rate, state: _State, at: float) -> float:
+    """The earliest moment at or after ``at`` when the sliding minute has room for one more permit."""
+    if not rate.ceiling:
+        return at
+    count, live = state.in_window(at)
+    if count < rate.ceiling:
+        return at
+    # the oldest buckets must leave the window until fewer than the ceiling remain in it
+    excess = count - rate.ceiling + 1
+    for start, n in live:
+        excess -= int(n)
+        if excess <= 0:
+            return max(at, start + WINDOW + LATE_TOLERANCE + BUCKET)
+    return at
+
+
 def earliest(rates: Sequence[Rate], states: dict[str, _State], now: float) -> float:
     """The earliest moment a permit of every meter in ``rates`` could be granted."""
     t = now
-    for rate in rates:
-        state = states[rate.key]
-        t = max(t, state.tat - rate.tolerance, state.blocked_until)
+    for _ in range(4):  # each constraint can only push the moment later; settles at once in practice
+        before = t
+        for rate in rates:
+            state = states[rate.key]
+            t = max(t, state.tat - rate.tolerance, state.blocked_until)
+            t = _ceiling_allows(rate, state, t)
+        if t == before:
+            break
     return t
 
 
@@ -151,6 +209,15 @@ def take(rates: Sequence[Rate], states: dict[str, _State], at: float) -> None:
     for rate in rates:
         state = states[rate.key]
         state.tat = max(state.tat, at) + rate.interval
+        if rate.ceiling:
+            _, live = state.in_window(at)
+            bucket = _bucket(at)
+            if live and live[-1][0] == bucket:
+                live[-1][1] += 1
+            else:
+                live.append([bucket, 1.0])
+                live.sort()
+            state.recent = live
         state.dirty = True
 
 
@@ -190,21 +257,23 @@ def capacity(rates: Sequence[Rate], *, now: float, horizon: float, states: dict[
     n = math.inf
     for rate in rates:
         state = states.get(rate.key, _State(0.0, 0.0))
-        start = max(now, state.tat - rate.tolerance, state.blocked_until)
+        start = _ceiling_allows(rate, state, max(now, state.tat - rate.tolerance, state.blocked_until))
         if start > now + horizon:
             return 0
         # permits at start, start + interval, … while tat - tolerance stays before the horizon
         tat = max(state.tat, start)
         n = min(n, int((now + horizon + rate.tolerance - tat) / rate.interval) + 1)
+        if rate.ceiling:
+            n = min(n, rate.ceiling - state.in_window(now + horizon)[0])
     return 0 if n is math.inf else max(0, int(n))
 
 
 def read_states(session: Session, keys: Iterable[str]) -> dict[str, _State]:
     """Without locking: the current state of ``keys`` (a key never used yet is idle)."""
     wanted = sorted(set(keys))
-    rows = session.execute(select(RateLimit.key, RateLimit.tat, RateLimit.blocked_until)
+    rows = session.execute(select(RateLimit.key, RateLimit.tat, RateLimit.blocked_until, RateLimit.recent)
                            .where(RateLimit.key.in_(wanted))).all()
-    states = {k: _State(float(t or 0.0), float(b or 0.0)) for k, t, b in rows}
+    states = {k: _State(float(t or 0.0), float(b or 0.0), _recent(r)) for k, t, b, r in rows}
     for k in wanted:
         states.setdefault(k, _State(0.0, 0.0))
     return states
@@ -252,6 +321,4 @@ class Pacer:
         return start
 
 
-# one per process: every dispatcher (and every tick) of the process shares it
-PACER = Pacer()
 

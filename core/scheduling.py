@@ -5,7 +5,9 @@ One :func:`tick`:
 1. starts scheduled campaigns whose time has come (selecting recipients if none);
 2. reconciles tries left without an outcome by a process that died (their lease
    expired) and closes calls whose end was never reported;
-3. applies provider events that are due (webhooks, simulated sandbox outcomes);
+3. applies provider events that are due (webhooks, simulated sandbox outcomes), decides the
+   A/B tests that can be decided (:mod:`core.abtest`) and enrols the customers always-on
+   campaigns gained since yesterday (:mod:`core.enrolment`);
 4. dispatches every active campaign (:class:`core.dispatch.Dispatcher`);
 5. applies the events that became due meanwhile, completes campaigns with
    nothing left to do, and refreshes their results.
@@ -26,13 +28,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.abtest import settle_winners
 from core.campaigns import transition
 from core.channels.base import Channel
+from core.clock import Clock
 from core.config import Settings, get_settings
 from core.db import utcnow
-from core.dispatch import Dispatcher, DispatchReport, close_stale_calls, complete_finished, settle_unsettled
+from core.dispatch import Dispatcher, DispatchReport, clock_for, complete_finished
+from core.enrolment import enrol_due
 from core.events import process_due_events
 from core.models import Campaign
+from core.reconcile import close_stale_calls, settle_unsettled
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +51,8 @@ class TickReport:
     reconciled: int = 0
     calls_closed: int = 0
     events: int = 0
+    winners: int = 0
+    enrolled: int = 0
     completed: int = 0
     campaigns: dict[str, DispatchReport] = field(default_factory=dict)
 
@@ -76,6 +84,11 @@ def start_due_campaigns(factory: sessionmaker[Session], *, now: datetime | None 
     return started
 
 
+def settle_tick(dispatcher: Dispatcher) -> tuple[int, int]:
+    """Settle tries whose outcome was never recorded, and close calls whose end was never reported."""
+    return settle_unsettled(dispatcher.runtime), close_stale_calls(dispatcher.runtime)
+
+
 def active_campaigns(factory: sessionmaker[Session]) -> list[uuid.UUID]:
     """Ids of the active campaigns, oldest start first."""
     with factory() as session:
@@ -83,23 +96,29 @@ def active_campaigns(factory: sessionmaker[Session]) -> list[uuid.UUID]:
                                     .order_by(Campaign.started_at, Campaign.id)))
 
 
-def tick(factory: sessionmaker[Session], *, now: datetime | None = None, worker: str,
+def tick(factory: sessionmaker[Session], *, now: datetime | None = None, clock: Clock | None = None, worker: str,
          settings: Settings | None = None, stop: threading.Event | None = None, budget: float | None = None,
-         concurrency: int | None = None, adapters: Mapping[str, Channel] | None = None) -> TickReport:
-    """One scheduler tick (see the module docstring).  ``now`` fixes the clock (tests, simulations)."""
+         concurrency: int | None = None, adapters: Mapping[str, Channel] | None = None,
+         settle: bool = True) -> TickReport:
+    """One scheduler tick (see the module docstring).  ``now`` or ``clock`` injects the clock (tests,
+    simulations); ``settle=False`` leaves settling to its own job (the scheduler daemon runs it apart, so a
+    provider that does not answer never holds up sending)."""
     settings = settings or get_settings()
+    clock = clock_for(now, clock)
     report = TickReport()
-    report.started = start_due_campaigns(factory, now=now)
-    dispatcher = Dispatcher(factory, worker=worker, settings=settings, now=now, budget=budget, stop=stop,
+    report.started = start_due_campaigns(factory, now=clock.now())
+    dispatcher = Dispatcher(factory, worker=worker, settings=settings, clock=clock, budget=budget, stop=stop,
                             concurrency=concurrency, adapters=adapters)
-    report.reconciled = settle_unsettled(dispatcher)
-    report.calls_closed = close_stale_calls(dispatcher)
-    report.events = process_due_events(factory, now=now or utcnow())
+    if settle:
+        report.reconciled, report.calls_closed = settle_tick(dispatcher)
+    report.events = process_due_events(factory, now=clock.now())
+    report.winners = settle_winners(factory, now=clock.now())
+    report.enrolled = enrol_due(factory, now=clock.now())
     if stop is None or not stop.is_set():
         reports = dispatcher.run(active_campaigns(factory))
         report.campaigns = {str(k): v for k, v in reports.items()}
-    report.events += process_due_events(factory, now=now or utcnow())
-    report.completed = len(complete_finished(factory, now=now))
+    report.events += process_due_events(factory, now=clock.now())
+    report.completed = len(complete_finished(factory, now=clock.now()))
     if report.started or report.reconciled or report.completed or report.sent:
         log.info("tick: %s", {k: v for k, v in report.as_dict().items() if k != "campaigns" and v}
                  | {"sent": report.sent})

@@ -12,12 +12,15 @@ import base64
 import uuid
 from functools import lru_cache
 
-from itsdangerous import BadData, Signer, URLSafeSerializer
+from itsdangerous import BadData, Signer, URLSafeSerializer, URLSafeTimedSerializer
 
 from core.config import Settings, get_settings
 
 _UNSUBSCRIBE = "connext.unsubscribe"
 _CLICK = "connext.click"
+_CLICK_TIMED = "connext.click.v2"
+# a tracked link keeps working this long after its e-mail was sent (a campaign's offer does not run forever)
+CLICK_TOKEN_DAYS = 180
 
 
 @lru_cache(maxsize=8)
@@ -57,17 +60,28 @@ def unsubscribe_url(recipient_id: uuid.UUID, settings: Settings | None = None) -
     return f"{settings.public_base_url.rstrip('/')}/unsubscribe/{unsubscribe_token(recipient_id, settings)}"
 
 
+@lru_cache(maxsize=8)
+def _timed(key: str, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(key, salt=salt)
+
+
 def click_token(recipient_id: uuid.UUID, url: str, settings: Settings | None = None) -> str:
-    """A token for a tracked link: which recipient clicked, and where the link goes."""
-    return str(_signer(_CLICK, settings).dumps([recipient_id.hex, url]))
+    """A token for a tracked link: which recipient clicked, where the link goes, and when it was made
+    (it expires after :data:`CLICK_TOKEN_DAYS`)."""
+    return str(_timed((settings or get_settings()).signing_key(), _CLICK_TIMED).dumps([recipient_id.hex, url]))
 
 
 def read_click_token(token: str, settings: Settings | None = None) -> tuple[uuid.UUID, str] | None:
-    """``(recipient_id, url)`` from a click token, or ``None`` when it is not one of ours."""
+    """``(recipient_id, url)`` from a click token, or ``None`` when it is not one of ours or has expired.
+    Links of e-mails sent before tokens carried their time keep working."""
+    key = (settings or get_settings()).signing_key()
     try:
-        value = _signer(_CLICK, settings).loads(token)
+        value = _timed(key, _CLICK_TIMED).loads(token, max_age=CLICK_TOKEN_DAYS * 86400)
     except BadData:
-        return None
+        try:
+            value = _signer(_CLICK, settings).loads(token)
+        except BadData:
+            return None
     if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
         return None
     try:

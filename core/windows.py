@@ -52,18 +52,28 @@ def _minutes(text: str) -> int:
 
 
 @lru_cache(maxsize=1024)
-def _window(start: str, end: str, days: tuple[str, ...], quiet_hours: bool) -> Window:
+def _window(start: str, end: str, days: tuple[str, ...], hours: tuple[int, int] | None) -> Window:
     lo, hi = _minutes(start), _minutes(end)
-    if quiet_hours:
-        lo, hi = max(lo, QUIET_START), min(hi, QUIET_END)
+    if hours is not None:
+        lo, hi = max(lo, hours[0]), min(hi, hours[1])
     return Window(lo, hi, frozenset(DAYS.index(d) for d in days if d in DAYS))
 
 
-def effective_window(send_window: Mapping[str, Any] | None, *, quiet_hours: bool) -> Window:
-    """The campaign's window (default every day, 00:00–24:00), narrowed to the calling hours when asked."""
+def calling_hours(quiet_hours: bool, hours: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """The legal hours (minutes after local midnight) a channel is bound by: a state's stricter hours
+    when given, else the federal 08:00–21:00 for calls and texts, else none (e-mail)."""
+    if hours is not None:
+        return hours
+    return (QUIET_START, QUIET_END) if quiet_hours else None
+
+
+def effective_window(send_window: Mapping[str, Any] | None, *, quiet_hours: bool,
+                     hours: tuple[int, int] | None = None) -> Window:
+    """The campaign's window (default every day, 00:00–24:00), narrowed to the calling hours when asked
+    (``hours``: a state's own, stricter ones)."""
     sw = send_window or {}
     return _window(str(sw.get("start") or "00:00"), str(sw.get("end") or "24:00"),
-                   tuple(sw.get("days") or DAYS), quiet_hours)
+                   tuple(sw.get("days") or DAYS), calling_hours(quiet_hours, hours))
 
 
 @lru_cache(maxsize=512)
@@ -100,10 +110,11 @@ def _local_to_utc(day: date, minute: int, zone: ZoneInfo) -> list[datetime]:
 
 
 def next_opening(now: datetime, *, zones: Iterable[str], send_window: Mapping[str, Any] | None,
-                 quiet_hours: bool) -> datetime | None:
+                 quiet_hours: bool, hours: tuple[int, int] | None = None) -> datetime | None:
     """``now`` when every zone is inside the window, else the earliest later instant
     when they all are, else ``None`` (no such instant in the coming two weeks)."""
-    return _next_opening(now, tuple(sorted(set(zones))), effective_window(send_window, quiet_hours=quiet_hours))
+    return _next_opening(now, tuple(sorted(set(zones))),
+                         effective_window(send_window, quiet_hours=quiet_hours, hours=hours))
 
 
 def _next_opening(now: datetime, zones: tuple[str, ...], window: Window) -> datetime | None:
@@ -127,20 +138,30 @@ def _next_opening(now: datetime, zones: tuple[str, ...], window: Window) -> date
     return None
 
 
+def hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def hhmm_range(start: int, end: int) -> str:
+    return f"{hhmm(start)}–{hhmm(end)}"
+
+
 def recipient_zones(phone: str | None, fallback: str) -> tuple[str, ...]:
     """The zones a recipient may be in: their phone's, else ``fallback`` (the campaign's)."""
     zones = phone_timezones(phone) if phone else ()
     return zones or (fallback,)
 
 
-def describe(zones: Iterable[str], send_window: Mapping[str, Any] | None, *, quiet_hours: bool) -> str:
+def describe(zones: Iterable[str], send_window: Mapping[str, Any] | None, *, quiet_hours: bool,
+             hours: tuple[int, int] | None = None) -> str:
     """Why no time fits, in words a shop owner can act on."""
-    window = effective_window(send_window, quiet_hours=quiet_hours)
+    window = effective_window(send_window, quiet_hours=quiet_hours, hours=hours)
+    legal = calling_hours(quiet_hours, hours)
     names = sorted(set(zones))
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     hours = f"{window.start // 60:02d}:{window.start % 60:02d}–{window.end // 60:02d}:{window.end % 60:02d}"
     if window.empty:
         return (f"the send window leaves no time to reach this customer"
-                f"{' within the legal calling hours 08:00–21:00' if quiet_hours else ''}")
+                f"{' within the legal calling hours ' + hhmm_range(*legal) if legal else ''}")
     return (f"no time is inside the send window ({hours} local time) in every time zone this number may "
             f"ring in ({shown})")

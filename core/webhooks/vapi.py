@@ -63,11 +63,28 @@ BOOKED_KEYS = ("appointment_booked", "appointmentBooked", "booked", "appointment
                "appointmentTime", "booking", "converted")
 DO_NOT_CALL_KEYS = ("do_not_call", "doNotCall", "dnc", "opt_out", "optOut", "opted_out", "unsubscribe",
                     "stop_calling")
-_STOP_PHRASES = re.compile(r"\b(do not call|don'?t call|dont call|stop calling|never call|remove me from|"
-                           r"take me off|unsubscribe)\b", re.IGNORECASE)
+# a conversion or an opt-out needs an explicit yes (DESIGN §13): these words, and true / 1, say yes;
+# anything else ("declined", "not booked", "TBD", "maybe", a grade) does not
+_YES_WORDS = frozenset({"true", "yes", "y", "1", "booked", "confirmed", "scheduled", "success", "successful",
+                        "pass", "passed"})
+_NEGATION = re.compile(r"\b(no|not|never|declined?|cancel+ed|none|tbd|unknown|maybe|pending|n/a)\b", re.IGNORECASE)
+# a pass grade of a success evaluation: a yes word, or a score of 7/10, 70 %, 70/100 and up (grades A–F say
+# how well the call went, not that anything was booked: they never convert on their own)
+_PASSING_WORDS = frozenset({"true", "yes", "pass", "passed", "success", "successful"})
+# a customer asking not to be called again: the request itself, not a time preference ("don't call me before
+# noon", "don't call me at work" ask for another time, not for no calls)
+_STOP_REQUEST = re.compile(
+    r"\b(?:(?:please\s+)?(?:do\s+not|don'?t|dont|never)\s+(?:ever\s+)?(?:call|ring|phone|contact)\s+"
+    r"(?:me|us|this\s+number)(?:\s+(?:again|anymore|any\s+more|ever\s+again|ever))?"
+    r"|stop\s+(?:calling|ringing|phoning|contacting)(?:\s+(?:me|us|this\s+number))?"
+    r"|(?:remove|take)\s+me\s+(?:off|from)\s+(?:your|the)\s+(?:list|calling\s+list|call\s+list|database)"
+    r"|put\s+me\s+on\s+(?:your|the)\s+do[\s-]+not[\s-]+call\s+list"
+    r"|(?:i\s+)?(?:want\s+to\s+)?unsubscribe)\b"
+    r"(?P<rest>[^.!?]*)", re.IGNORECASE)
+# what turns a "don't call me" into a time or place preference
+_ONLY_SOMETIMES = re.compile(r"^\s*(?:before|after|until|till|at|on|in|during|tomorrow|today|tonight|this|next|"
+                             r"right\s+now|now|so\s+early|so\s+late|while|when|from\s+\d|between)\b", re.IGNORECASE)
 _CUSTOMER_LINE = re.compile(r"^\s*(user|customer)\s*:\s*(.*)$", re.IGNORECASE)
-_PASSING_WORDS = {"true", "yes", "pass", "passed", "success", "successful", "excellent", "good", "a", "b",
-                  "agree", "strongly agree", "booked"}
 
 
 def verify(headers: Mapping[str, str], *, settings: Settings) -> None:
@@ -102,13 +119,23 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "y", "1", "booked") or (
-            bool(value.strip()) and value.strip().lower() not in ("false", "no", "n", "0", "none", "null", ""))
-    if isinstance(value, dict | list):
-        return bool(value)
-    return bool(value)
+def explicit_yes(value: Any) -> bool:
+    """Whether a structured-data value says yes in so many words: ``true``, ``1``, "yes", "booked",
+    "confirmed", or an appointment time that is a real date-time.  "declined", "not booked", "TBD", an empty
+    string, an object or a list do not."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value == 1
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    if not text or _NEGATION.search(text):
+        return False
+    if text.lower() in _YES_WORDS:
+        return True
+    # an appointment given as its time ("2026-06-20T10:00", "Saturday 10:00") is a booking
+    return bool(re.search(r"\d{1,2}:\d{2}", text) or re.fullmatch(r"\d{4}-\d{2}-\d{2}", text))
 
 
 def customer_spoke(transcript: str | None) -> bool:
@@ -122,21 +149,29 @@ def customer_spoke(transcript: str | None) -> bool:
     return any(line.strip() for line in lines) if labelled else True
 
 
+def asks_not_to_be_called(line: str) -> bool:
+    """Whether one thing the customer said is a request not to be called again (not "don't call me
+    before noon", which asks for another time)."""
+    return any(not _ONLY_SOMETIMES.match(match.group("rest") or "") for match in _STOP_REQUEST.finditer(line))
+
+
 def asked_not_to_be_called(structured: Mapping[str, Any], transcript: str | None) -> bool:
-    """A do-not-call request: a flag in the structured data, or the customer saying so in the call."""
-    if any(_truthy(structured.get(k)) for k in DO_NOT_CALL_KEYS if k in structured):
+    """A do-not-call request: an explicit yes on a flag of the structured data, or the customer asking
+    so in the call."""
+    if any(explicit_yes(structured.get(k)) for k in DO_NOT_CALL_KEYS if k in structured):
         return True
     for line in (transcript or "").splitlines():
         m = _CUSTOMER_LINE.match(line)
-        if m and _STOP_PHRASES.search(m.group(2)):
+        if m and asks_not_to_be_called(m.group(2)):
             return True
     return False
 
 
 def successful(evaluation: Any, structured: Mapping[str, Any]) -> bool:
-    """Whether the call's analysis reports success: a passing success evaluation (true, pass, a score
-    of 7/10 or 70 % and up, a good grade) or an appointment in the structured data."""
-    if any(_truthy(structured.get(k)) for k in BOOKED_KEYS if k in structured):
+    """Whether the call's analysis reports an explicit success: a booking field of the structured data that
+    says yes (:func:`explicit_yes`), or a success evaluation of ``true``/"true"/"pass" or a score of 7/10,
+    70 % or 70/100 and up.  "declined", "not booked", "TBD" and letter grades are not conversions."""
+    if any(explicit_yes(structured.get(k)) for k in BOOKED_KEYS if k in structured):
         return True
     if isinstance(evaluation, bool):
         return evaluation
@@ -144,7 +179,7 @@ def successful(evaluation: Any, structured: Mapping[str, Any]) -> bool:
         score = float(evaluation)
         return score >= 70 if score > 10 else score >= 7
     text = str(evaluation or "").strip().lower()
-    if not text:
+    if not text or _NEGATION.search(text):
         return False
     number = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(%|/\s*10|/\s*100)?", text)
     if number:

@@ -192,3 +192,10 @@ def snapshot(session: Session) -> dict[str, Any]:
     }
     session.commit()
     return state
+
+
+def campaign_status(session: Session, campaign_id: uuid.UUID) -> str:
+    _fresh(session)
+    status = session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+    session.commit()
+    return str(status)

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import accounts, campaigns
 from core.channels.base import OutboundMessage, SendResult
 from core.config import Settings
+from core.customers_sync import sync_customers
 from core.db import utcnow
 from core.models import CampaignRecipient, CampaignResult, Lead, OutreachAttempt, OutreachEvent, Profile
 from core.results import COUNTERS, count_recipients
@@ -42,11 +43,15 @@ def factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def business(session: Session, *, name: str = "Bella Vista", timezone: str = "America/New_York") -> Profile:
+def business(session: Session, *, name: str = "Bella Vista", timezone: str = "America/New_York",
+             consent_policy: str = "none") -> Profile:
+    """A business; by default one that takes responsibility for consent itself (policy ``none``), so the
+    engine's tests are about the engine — the consent rules have tests of their own."""
     n = next(_n)
     profile, _key, _ = accounts.create_profile(
         session, business_name=name, email=f"owner{n}-{uuid.uuid4().hex[:6]}@shop.example",
         password="correct horse battery", timezone=timezone, default_region="US")
+    profile.consent_policy = consent_policy
     return profile
 
 
@@ -63,6 +68,7 @@ def add_leads(session: Session, profile: Profile, contacts: Iterable[dict[str, A
         leads.append(lead)
     session.add_all(leads)
     session.flush()
+    sync_customers(session, profile_id=profile.id, keys=sorted({lead.contact_key for lead in leads}), now=now)
     return leads
 
 

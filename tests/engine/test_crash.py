@@ -15,7 +15,7 @@ from core import campaigns
 from core.channels.resend_email import ResendChannel
 from core.channels.sandbox import SandboxChannel
 from core.dispatch import run_campaign_pass
-from core.models import Campaign, OutreachAttempt
+from core.models import OutreachAttempt
 from core.scheduling import tick
 from tests.engine import helpers as h
 from tests.fakes.resend import DEFAULT_KEY, FakeResend
@@ -195,17 +195,39 @@ def test_a_slow_process_that_lost_its_lease_cannot_double_send(session, factory,
     assert (after.status, after.sent_at, after.claimed_by) == ("sent", r.sent_at, None)
 
 
-def test_a_paused_campaigns_unfinished_tries_are_settled_too(session, factory, fake_resend, now):
+def test_a_paused_campaigns_unfinished_try_waits_for_the_resume_and_a_stopped_ones_is_not_replayed(
+        session, factory, fake_resend, now):
+    """Settling a Resend try replays its request (DESIGN §13): while the campaign is paused nothing is
+    replayed; once it runs again the replay settles it (Resend answers from memory: still one e-mail);
+    for a campaign stopped meanwhile it is settled as unknown without sending anything."""
     profile, cid = setup(session, now)
     s = live(fake_resend)
     crash(factory, profile, cid, now, s, Dying(ResendChannel(s), after=True))
     campaigns.pause_campaign(session, profile_id=profile.id, campaign_id=cid, now=now)
     session.commit()
-    assert tick(factory, now=now + LEASE + timedelta(seconds=1), worker="next", settings=s).reconciled == 1
+    posts = sum(fake_resend.posts_per_key().values())
+    assert tick(factory, now=now + LEASE + timedelta(seconds=1), worker="next", settings=s).reconciled == 0
+    assert sum(fake_resend.posts_per_key().values()) == posts  # nothing replayed while paused
+    (attempt,) = h.attempts(session, cid)
+    assert attempt.outcome is None
+    later = now + LEASE + timedelta(minutes=10)
+    campaigns.start_campaign(session, profile_id=profile.id, campaign_id=cid, now=later)
+    session.commit()
+    tick(factory, now=later, worker="next", settings=s)
     r = h.recipients(session, cid)[0]
     assert r.status == "sent" and fake_resend.emails_per_address() == {"customer0@example.com": 1}
-    assert session.get(Campaign, cid, populate_existing=True).status == "paused"
+
+    now = later + timedelta(hours=1)  # the provider's limiter remembers the sends above: later, on one clock
+    profile, cid = setup(session, now)
+    crash(factory, profile, cid, now, s, Dying(ResendChannel(s), after=False))  # died before Resend got it
+    campaigns.stop_campaign(session, profile_id=profile.id, campaign_id=cid, now=now)
     session.commit()
+    posts = sum(fake_resend.posts_per_key().values())
+    assert tick(factory, now=now + LEASE + timedelta(seconds=1), worker="next", settings=s).reconciled == 1
+    assert sum(fake_resend.posts_per_key().values()) == posts  # not replayed: the campaign was stopped
+    (attempt,) = h.attempts(session, cid)
+    assert attempt.outcome == "unknown" and "campaign ended" in attempt.error_message
+    assert h.recipients(session, cid)[0].error_message.startswith("outcome unknown")
 
 
 class LostAnswer(h.Scripted):

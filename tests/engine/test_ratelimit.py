@@ -36,9 +36,9 @@ def test_per_minute_limit_over_any_sliding_minute(factory):
     # somebody asks for 10 permits every half second for three minutes
     for k in range(360):
         granted += take_all(factory, [rate], now=T0 + k * 0.5, n=10)
-    assert len(granted) >= 180  # the limit is used, not starved
-    assert max_in_window(granted, 60.0) <= 60 + burst_of(60)
-    assert max_in_window(granted, 60.0) >= 60
+    assert len(granted) >= 170  # the limit is used, not starved
+    # finding 10 (DESIGN §13): the limit is a ceiling over any sliding minute, the burst included
+    assert max_in_window(granted, 60.0) == 60
     # the burst is there at the start, and only there
     assert len([t for t in granted if t == T0]) == burst_of(60)
 
