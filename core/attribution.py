@@ -21,6 +21,14 @@ Rules:
 Matching is one SQL statement over any number of new leads (an import of
 thousands of rows included); only the matches, which are about to change, are
 looped over.
+
+**Returns** (:func:`mark_returned`, for lift): every recipient of the customer —
+contacted or kept back in the holdout group — whose campaign started at most
+``attribution_days`` before the new lead is marked ``returned_at`` (the lead's
+time), once, and announced as ``customer.returned``.  The window opens when the
+campaign started, or when the recipient was enrolled if that was later (an
+always-on campaign enrols people long after its start).  Leads campaigns record
+themselves (source ``campaign``) are not returns.
 """
 
 from __future__ import annotations
@@ -30,9 +38,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, exists, func, literal_column, or_, select, update
 from sqlalchemy.orm import Session
 
+from core import outbox
 from core.db import in_values, utcnow
 from core.events import apply_event, record_event
 from core.models import Campaign, CampaignRecipient, Lead, OutreachEvent
@@ -94,3 +103,48 @@ def attribute_leads(session: Session, *, profile_id: uuid.UUID, lead_ids: Sequen
         apply_event(session, event, now=now)
         converted += 1
     return converted
+
+
+def mark_returned(session: Session, *, profile_id: uuid.UUID, lead_ids: Sequence[uuid.UUID] | Select[Any],
+                  now: datetime | None = None) -> int:
+    """Mark the recipients whose customer came back with one of these new leads within the window of
+    their campaign's start (contacted ones and the holdout group alike); announce each once as
+    ``customer.returned``.  Returns how many recipients were marked."""
+    now = now or utcnow()
+    r, c, lead = CampaignRecipient, Campaign, Lead
+    if not session.scalar(select(exists().where(
+            r.profile_id == profile_id, r.returned_at.is_(None),
+            or_(r.sent_at.is_not(None), r.status == "holdout")))):
+        return 0
+    chosen = lead.id.in_(lead_ids) if isinstance(lead_ids, Select) else in_values(session, lead.id, list(lead_ids))
+    same_customer = or_(r.contact_key == lead.contact_key,
+                        and_(lead.customer_email.is_not(None), r.customer_email == lead.customer_email))
+    opens = case((c.started_at > r.created_at, c.started_at), else_=r.created_at)
+    returns = (
+        select(r.id.label("recipient_id"), r.campaign_id, r.customer_id, r.status, lead.id.label("lead_id"),
+               lead.created_at.label("lead_at"),
+               func.row_number().over(partition_by=r.id, order_by=(lead.created_at, lead.id)).label("nth"))
+        .select_from(lead)
+        .join(r, and_(r.profile_id == lead.profile_id, same_customer))
+        .join(c, c.id == r.campaign_id)
+        .where(chosen, lead.profile_id == profile_id, lead.source != "campaign", r.returned_at.is_(None),
+               or_(r.sent_at.is_not(None), r.status == "holdout"), c.started_at.is_not(None),
+               _within_window(session, lead.created_at, opens, c.attribution_days))
+        .subquery("returns"))
+    found = session.execute(select(returns).where(returns.c.nth == literal_column("1"))).mappings().all()
+    if not found:
+        return 0
+    table = CampaignRecipient.__table__
+    session.execute(update(table).where(table.c.id == bindparam("rid"), table.c.returned_at.is_(None))
+                    .values(returned_at=bindparam("at")),
+                    [{"rid": row["recipient_id"], "at": row["lead_at"]} for row in found])
+    outbox.emit_many(session, [outbox.Event(profile_id, "customer.returned", {
+        "recipient_id": str(row["recipient_id"]), "campaign_id": str(row["campaign_id"]),
+        "customer_id": str(row["customer_id"]) if row["customer_id"] else None, "lead_id": str(row["lead_id"]),
+        "returned_at": row["lead_at"].isoformat(), "holdout": row["status"] == "holdout"}) for row in found],
+        now=now)
+    marked = {row["recipient_id"] for row in found}
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, CampaignRecipient) and obj.id in marked:
+            session.expire(obj, ["returned_at"])
+    return len(found)

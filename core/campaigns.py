@@ -27,12 +27,22 @@ from core import outbox
 from core.accounts import get_profile
 from core.config import get_settings
 from core.contacts import ContactError, normalize_email, normalize_phone
+from core.customers_sync import customer_ids
 from core.db import utcnow
 from core.errors import Conflict, FieldError, Invalid, NotFound, parse_model
-from core.models import CAMPAIGN_STATUSES, RECIPIENT_STATUSES, Agent, Campaign, CampaignRecipient, Lead
-from core.optouts import is_opted_out
+from core.models import CAMPAIGN_STATUSES, RECIPIENT_STATUSES, Agent, Campaign, CampaignRecipient, Customer, Lead
 from core.schemas import CampaignCreate, CampaignUpdate, SendWindow
-from core.targeting import SelectionResult, channels_of, first_step_due, parse_criteria, select_recipients
+from core.targeting import (
+    REASONS,
+    SelectionResult,
+    channels_of,
+    first_due_sql,
+    first_step_due,
+    parse_criteria,
+    rules_for,
+    select_recipients,
+    usable_channels,
+)
 from core.templates import check_template, check_variable_names
 from core.variants import assign_variant
 
@@ -55,7 +65,10 @@ SYSTEM_TRANSITIONS: dict[str, tuple[str, ...]] = {**USER_TRANSITIONS, "active": 
 
 # what may still change once a campaign has started
 RUNNING_EDITABLE = {"name", "description", "rate_limit_per_minute", "max_concurrent_calls", "max_attempts",
-                    "send_window", "timezone"}
+                    "send_window", "timezone", "auto_pause_failure_rate", "reenroll_after_days"}
+# settings that have a default of their own: left out (or null) means the default
+DEFAULTED = ("holdout_percent", "always_on", "reenroll_after_days", "send_time", "auto_pause_failure_rate",
+             "variant_mode", "test_percent", "test_hours")
 FINAL_EDITABLE = {"name", "description"}
 
 _STATUS_WORDS = {
@@ -147,8 +160,10 @@ def _required_content(method: str, steps: list[dict[str, Any]]) -> dict[str, str
     return need
 
 
-def validate_campaign(session: Session, *, profile_id: uuid.UUID, values: dict[str, Any]) -> dict[str, Any]:
-    """Check a whole campaign (after a create or a merge of an update).
+def validate_campaign(session: Session, *, profile_id: uuid.UUID, values: dict[str, Any],
+                      check_start: datetime | None = None) -> dict[str, Any]:
+    """Check a whole campaign (after a create or a merge of an update).  With ``check_start`` (now), a
+    start time being set must lie after it.
 
     Returns the normalized values; raises :class:`Invalid` naming every field at fault.
     """
@@ -161,6 +176,8 @@ def validate_campaign(session: Session, *, profile_id: uuid.UUID, values: dict[s
     except Invalid as exc:
         errors.extend(exc.errors)
 
+    if values.get("variant_mode") == "test_then_winner" and len(values.get("variants") or []) < 2:
+        errors.append(FieldError("variant_mode", "picking a winner needs two or more versions (variants)"))
     if method == "multi" and not steps:
         errors.append(FieldError("steps", "a multi-channel campaign needs at least one step"))
     if method != "multi" and steps:
@@ -196,6 +213,9 @@ def validate_campaign(session: Session, *, profile_id: uuid.UUID, values: dict[s
 
     if values.get("status") == "scheduled" and values.get("scheduled_at") is None:
         errors.append(FieldError("scheduled_at", "a scheduled campaign needs a start time (scheduled_at)"))
+    if check_start is not None and values.get("scheduled_at") is not None and values["scheduled_at"] <= check_start:
+        errors.append(FieldError("scheduled_at", "the start time has passed; pick a date and time in the future, "
+                                                 "or start the campaign now"))
     if errors:
         raise Invalid(errors)
     return values
@@ -231,8 +251,11 @@ def create_campaign(session: Session, *, profile_id: uuid.UUID, data: CampaignCr
         values[key] = values.get(key) or {}
     for key in ("variants", "steps"):
         values[key] = values.get(key) or []
-    values = validate_campaign(session, profile_id=profile_id, values=values)
+    for key in DEFAULTED:
+        if values.get(key) is None:
+            values.pop(key, None)
     now = now or utcnow()
+    values = validate_campaign(session, profile_id=profile_id, values=values, check_start=now)
     campaign = Campaign(id=uuid.uuid4(), profile_id=profile_id, created_at=now, updated_at=now, **values)
     session.add(campaign)
     session.flush()
@@ -252,7 +275,7 @@ def update_campaign(session: Session, *, profile_id: uuid.UUID, campaign_id: uui
         raise _illegal(campaign, target)
 
     for key in ("campaign_type", "outreach_method", "name", "rate_limit_per_minute", "max_concurrent_calls",
-                "max_attempts", "timezone", "send_window"):
+                "max_attempts", "timezone", "send_window", *DEFAULTED):
         if key in changes and changes[key] is None:
             raise Invalid("cannot be empty", field=key)
     if campaign.status in ("draft", "scheduled"):
@@ -275,7 +298,8 @@ def update_campaign(session: Session, *, profile_id: uuid.UUID, campaign_id: uui
     values["steps"] = values.get("steps") or []
     if target == "scheduled":
         values["status"] = "scheduled"
-    values = validate_campaign(session, profile_id=profile_id, values=values)
+    starting = ("scheduled_at" in changes and changes["scheduled_at"] != campaign.scheduled_at) or target == "scheduled"
+    values = validate_campaign(session, profile_id=profile_id, values=values, check_start=now if starting else None)
     for key in changes:
         setattr(campaign, key, values[key])
     campaign.updated_at = now
@@ -309,14 +333,17 @@ def _apply_transition(session: Session, campaign: Campaign, target: str, *, now:
             select(CampaignRecipient.id).where(CampaignRecipient.campaign_id == campaign.id).limit(1))
         if has_recipients is None:
             select_recipients(session, campaign=campaign, now=now)
-        # the first step's delay counts from the start, not from selection
+        # the first step's delay counts from the start, not from selection (and a test-then-winner
+        # campaign's rest wait for the winner from the start); holdout recipients are never due
         session.execute(
             update(CampaignRecipient)
             .where(CampaignRecipient.campaign_id == campaign.id, CampaignRecipient.status == "pending",
                    CampaignRecipient.step == 0, CampaignRecipient.attempts == 0)
-            .values(next_attempt_at=first_step_due(campaign, now))
+            .values(next_attempt_at=first_due_sql(campaign, now, CampaignRecipient.ab_group))
         )
         campaign.started_at = now
+        if campaign.always_on:
+            campaign.last_enrolled_at = now  # the start's selection is the first day's enrolment
     if target in FINAL_STATUSES:
         campaign.completed_at = now
     campaign.status = target
@@ -396,8 +423,10 @@ def add_recipients(
     """Add customers by hand, by lead id or by contact details.
 
     All or nothing: an unknown lead or an unusable contact refuses the whole
-    request.  Customers already in the campaign are skipped; opted-out ones are
-    counted as ``suppressed`` and not added.
+    request.  Customers already in the campaign are skipped; those no channel of
+    the campaign may reach (opted out, on the do-not-call list, without the
+    consent it needs) are counted as ``suppressed`` and not added.  Hand-picked
+    customers are always contacted (never put in the holdout group).
     """
     now = now or utcnow()
     campaign = get_campaign(session, profile_id=profile_id, campaign_id=campaign_id, for_update=True)
@@ -434,10 +463,11 @@ def add_recipients(
             continue
         key = phone or email
         if key:
-            latest = session.scalars(select(Lead).where(Lead.profile_id == profile_id, Lead.contact_key == key)
-                                     .order_by(Lead.created_at.desc()).limit(1)).one_or_none()
-            name = contact.get("customer_name") or (latest.customer_name if latest else None)
-            candidates.append(_Candidate(key, latest.id if latest else None, name, phone, email, f"contacts.{i}"))
+            known = session.scalars(select(Customer).where(Customer.profile_id == profile_id,
+                                                           Customer.contact_key == key)).one_or_none()
+            name = contact.get("customer_name") or (known.customer_name if known else None)
+            candidates.append(_Candidate(key, known.last_lead_id if known else None, name, phone, email,
+                                         f"contacts.{i}"))
 
     for cand in candidates:
         usable = [ch for ch in channels if (cand.email if ch == "email" else cand.phone)]
@@ -447,32 +477,39 @@ def add_recipients(
     if errors:
         raise Invalid(errors)
 
-    seen: set[str] = set()
     existing = set(session.scalars(select(CampaignRecipient.contact_key).where(
         CampaignRecipient.campaign_id == campaign.id,
         CampaignRecipient.contact_key.in_([c.contact_key for c in candidates]))))
-    added = suppressed = 0
+    fresh: list[_Candidate] = []
     for cand in candidates:
-        if cand.contact_key in seen or cand.contact_key in existing:
+        if cand.contact_key not in existing and cand.contact_key not in {f.contact_key for f in fresh}:
+            fresh.append(cand)
+    rules = rules_for(session, profile_id=profile_id, channels=channels, campaign_type=campaign.campaign_type)
+    reasons = usable_channels(session, profile_id=profile_id, rules=rules,
+                              contacts=[(c.phone, c.email) for c in fresh])
+    ids_of = customer_ids(session, profile_id=profile_id, keys=[c.contact_key for c in fresh])
+    by_reason = dict.fromkeys(REASONS, 0)
+    added = 0
+    for cand, reason in zip(fresh, reasons, strict=True):
+        if reason is not None:
+            by_reason[reason] += 1
             continue
-        seen.add(cand.contact_key)
-        reachable = [ch for ch in channels if (cand.email if ch == "email" else cand.phone)
-                     and not is_opted_out(session, profile_id=profile_id,
-                                          contact=cand.email if ch == "email" else cand.phone, channel=ch)]
-        if not reachable:
-            suppressed += 1
-            continue
+        tested = campaign.variant_mode == "test_then_winner"
         session.add(CampaignRecipient(
             id=uuid.uuid4(), campaign_id=campaign.id, profile_id=profile_id, lead_id=cand.lead_id,
-            contact_key=cand.contact_key, customer_name=cand.name, customer_phone=cand.phone,
-            customer_email=cand.email, variant=assign_variant(campaign.variants, campaign.id, cand.contact_key),
+            customer_id=ids_of.get(cand.contact_key), contact_key=cand.contact_key, enrollment=1,
+            customer_name=cand.name, customer_phone=cand.phone, customer_email=cand.email,
+            variant=assign_variant(campaign.variants, campaign.id, cand.contact_key),
+            ab_group="test" if tested else None,  # picked by hand: in the test, never kept waiting
             status="pending", step=0, attempts=0, next_attempt_at=first_step_due(campaign, now),
             created_at=now, updated_at=now,
         ))
         added += 1
     session.flush()
-    total = session.scalar(select(func.count()).where(CampaignRecipient.campaign_id == campaign.id)) or 0
-    return SelectionResult(selected=added, suppressed=suppressed, total_recipients=int(total))
+    total = session.scalar(select(func.count()).where(CampaignRecipient.campaign_id == campaign.id,
+                                                      CampaignRecipient.status != "holdout")) or 0
+    return SelectionResult(selected=added, suppressed=sum(by_reason[k] for k in REASONS[:-1]),
+                           total_recipients=int(total), suppressed_by=by_reason)
 
 
 def recipient_counts(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID) -> dict[str, int]:

@@ -3,13 +3,15 @@
     python -m core migrate
     python -m core create-profile --business-name N --email E [--password P] [--timezone TZ]
     python -m core create-agent --profile ID --name N [--vapi-assistant-id A] [--vapi-phone-number-id P]
-    python -m core import-leads --profile ID [--agent ID] [--skip-invalid] FILE.csv
+    python -m core import-leads --profile ID [--agent ID] [--skip-invalid] [--map FIELD=COLUMN …] FILE.csv
+    python -m core import-dnc --profile ID [--source national_registry|internal] FILE
     python -m core create-api-key (--profile ID | --email LOGIN) [--name N]
     python -m core revoke-api-key --profile ID --key-id K
     python -m core seed-demo [--if-empty]
 
 Errors print ``{"error": …, "field": …}`` on stderr and exit with status 2;
-``import-leads`` exits with 1 when it rejected rows.
+``import-leads`` exits with 1 when it rejected rows; ``import-dnc`` adds the good lines and lists
+the others (exit status 0).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from core import accounts, demo, leads, migrate
+from core import accounts, demo, dnc, leads, migrate
 from core.config import ConfigurationError, get_settings
 from core.db import get_engine, session_scope
-from core.errors import DomainError
+from core.errors import DomainError, Invalid
+from core.models import DNC_SOURCES
 
 
 def _uuid(value: str) -> uuid.UUID:
@@ -58,7 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     il.add_argument("--profile", required=True, type=_uuid)
     il.add_argument("--agent", type=_uuid)
     il.add_argument("--skip-invalid", action="store_true", help="import the good rows and list the bad ones")
+    il.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                    help='read a lead field from a column whose name says nothing, e.g. '
+                         '--map customer_phone="Mobile No" (repeatable)')
     il.add_argument("file")
+
+    dn = sub.add_parser("import-dnc", help="add a file of phone numbers (one per line, any format) to the "
+                                           "do-not-call list")
+    dn.add_argument("--profile", required=True, type=_uuid)
+    dn.add_argument("--source", choices=DNC_SOURCES, default="national_registry",
+                    help="national_registry (ten-digit registry lines are read as US numbers) or internal")
+    dn.add_argument("file")
 
     ck = sub.add_parser("create-api-key", help="create another API key (shown once)")
     who = ck.add_mutually_exclusive_group(required=True)
@@ -103,8 +116,15 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
             return {"agent_id": str(agent.id)}, 0
         if args.command == "import-leads":
             report = leads.import_leads(session, profile_id=args.profile, source=args.file, agent_id=args.agent,
-                                        skip_invalid=args.skip_invalid)
+                                        skip_invalid=args.skip_invalid, mapping=leads.mapping_from_pairs(args.map))
             return report.as_dict(), 1 if report.rejected and not args.skip_invalid else 0
+        if args.command == "import-dnc":
+            try:
+                with open(args.file, "rb") as stream:
+                    added = dnc.import_file(session, profile_id=args.profile, stream=stream, source=args.source)
+            except OSError as exc:
+                raise Invalid(f"cannot read {args.file}: {exc.strerror or exc}", field="file") from None
+            return added.as_dict(), 0
         if args.command == "create-api-key":
             profile_id = args.profile or accounts.profile_for_login(session, email=args.email)
             accounts.get_profile(session, profile_id=profile_id)

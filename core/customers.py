@@ -1,21 +1,24 @@
-"""Customers: the list the dashboard shows, and erasing a customer's personal data.
+"""Customers: the list, one customer's whole story, the business's own lead statuses, and erasing a customer.
 
-A customer is the set of a profile's leads sharing a ``contact_key`` (the
-normalized phone, else the e-mail).  The list is grouped and paged in SQL.
+A customer is one row of ``customers`` (a profile's leads sharing a
+``contact_key`` — the normalized phone, else the e-mail — kept aggregated by
+:mod:`core.customers_sync`).  Lists page over that table in SQL; the dashboard
+and the API read the same functions.
 
 Erasing keeps the anonymous facts (how many leads, statuses, dates, campaign
 outcomes and counters) and removes everything that identifies the person:
 names, phones, e-mails, notes, call summaries and transcripts, recordings,
 provider payloads.  The customer's ``contact_key`` becomes an opaque
 ``erased:<uuid>`` so counts still group correctly, and so nothing can select
-or match them again.  Opt-outs are kept on purpose: they are what guarantees
-the person is never contacted again if their details come back in an import.
+or match them again; their customer row becomes that anonymous one.  Opt-outs
+are kept on purpose: they are what guarantees the person is never contacted
+again if their details come back in an import.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
@@ -24,12 +27,24 @@ from sqlalchemy import ColumnElement, CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.contacts import ContactError, normalize_contact
+from core.customers_sync import anonymize
 from core.db import utcnow
 from core.errors import Invalid, NotFound
-from core.models import CampaignRecipient, Lead, OutreachAttempt, OutreachEvent
+from core.models import (
+    Campaign,
+    CampaignRecipient,
+    Consent,
+    Customer,
+    Lead,
+    OptOut,
+    OutreachAttempt,
+    OutreachEvent,
+)
+from core.outbound import message_from_detail
 
 ERASED_PREFIX = "erased:"
-CUSTOMER_COLUMNS = ["contact_key", "name", "phone", "email", "last_contact", "leads", "last_status", "service"]
+CUSTOMER_COLUMNS = ["contact_key", "name", "phone", "email", "last_contact", "leads", "last_status", "service",
+                    "id", "score"]
 
 
 def _like(text: str) -> str:
@@ -41,16 +56,11 @@ def _not_erased() -> ColumnElement[bool]:
     return Lead.contact_key.not_like(ERASED_PREFIX + "%")
 
 
-def list_customers(session: Session, *, profile_id: uuid.UUID, search: str | None = None, limit: int = 50,
-                   offset: int = 0) -> tuple[pd.DataFrame, int]:
-    """A page of the profile's customers (most recently in touch first) and the total matching.
-
-    ``search`` matches any of a customer's leads by name, phone or e-mail.
-    Grouping, counting and paging happen in SQL; per customer the newest known
-    name, e-mail and service are looked up for the page's rows only.
-    """
-    lead = Lead
-    conds: list[ColumnElement[bool]] = [lead.profile_id == profile_id, _not_erased()]
+def _conditions(profile_id: uuid.UUID, search: str | None, status: str | None) -> list[ColumnElement[bool]]:
+    """Which customers a list shows: the business's, not erased, matching ``search`` (any of their leads'
+    names, phones or e-mails) and ``status`` (their last status, ignoring case and spaces)."""
+    c, lead = Customer, Lead
+    conds: list[ColumnElement[bool]] = [c.profile_id == profile_id, c.contact_key.not_like(ERASED_PREFIX + "%")]
     if search and search.strip():
         pattern = _like(search)
         digits = "".join(ch for ch in search if ch.isdigit())
@@ -59,37 +69,64 @@ def list_customers(session: Session, *, profile_id: uuid.UUID, search: str | Non
                    lead.customer_phone.like(pattern, escape="\\")]
         if len(digits) >= 3:
             matches.append(lead.customer_phone.like(f"%{digits}%"))
-        keys = select(lead.contact_key).where(lead.profile_id == profile_id, or_(*matches))
-        conds.append(lead.contact_key.in_(keys))
-    grouped = (select(lead.contact_key, func.max(lead.created_at).label("last_contact"),
-                      func.count().label("leads"))
-               .where(*conds).group_by(lead.contact_key))
-    total = session.scalar(select(func.count()).select_from(grouped.subquery())) or 0
-    page = grouped.subquery("page")
-    page_rows = select(page).order_by(page.c.last_contact.desc(), page.c.contact_key).limit(limit).offset(offset) \
-        .subquery("p")
+        conds.append(c.contact_key.in_(select(lead.contact_key).where(lead.profile_id == profile_id, or_(*matches))))
+    if status and status.strip():
+        conds.append(func.lower(func.trim(c.last_status)) == status.strip().lower())
+    return conds
 
-    def newest(column: Any, *, non_null: bool = True) -> Any:
-        cond = [lead.profile_id == profile_id, lead.contact_key == page_rows.c.contact_key]
-        if non_null:
-            cond.append(column.is_not(None))
-        return (select(column).where(*cond).order_by(lead.created_at.desc(), lead.id.desc()).limit(1)
-                .scalar_subquery())
 
-    rows = session.execute(select(
-        page_rows.c.contact_key,
-        newest(lead.customer_name).label("name"),
-        newest(lead.customer_phone).label("phone"),
-        newest(lead.customer_email).label("email"),
-        page_rows.c.last_contact,
-        page_rows.c.leads,
-        newest(lead.status, non_null=False).label("last_status"),
-        newest(lead.service_type).label("service"),
-    ).order_by(page_rows.c.last_contact.desc(), page_rows.c.contact_key)).all()
-    frame = pd.DataFrame.from_records([tuple(r) for r in rows], columns=CUSTOMER_COLUMNS)
+@dataclass(frozen=True)
+class CustomerSummary:
+    """One customer as a list shows them."""
+
+    id: uuid.UUID
+    contact_key: str
+    customer_name: str | None
+    customer_phone: str | None
+    customer_email: str | None
+    last_contact_at: datetime
+    last_status: str
+    lead_count: int
+    score: int
+
+
+def search_customers(session: Session, *, profile_id: uuid.UUID, search: str | None = None,
+                     status: str | None = None, limit: int = 50, offset: int = 0
+                     ) -> tuple[list[CustomerSummary], int]:
+    """A page of the business's customers (most recently in touch first) and the total matching."""
+    c = Customer
+    conds = _conditions(profile_id, search, status)
+    total = session.scalar(select(func.count()).select_from(c).where(*conds)) or 0
+    rows = session.execute(
+        select(c.id, c.contact_key, c.customer_name, c.customer_phone, c.customer_email, c.last_contact_at,
+               c.last_status, c.lead_count, c.score)
+        .where(*conds).order_by(c.last_contact_at.desc(), c.contact_key).limit(limit).offset(offset)).all()
+    return [CustomerSummary(*row) for row in rows], int(total)
+
+
+def list_customers(session: Session, *, profile_id: uuid.UUID, search: str | None = None, limit: int = 50,
+                   offset: int = 0) -> tuple[pd.DataFrame, int]:
+    """The dashboard's page of customers (:func:`search_customers`) as a table, with each one's most
+    recent service (``service``: the newest lead that names one)."""
+    page, total = search_customers(session, profile_id=profile_id, search=search, limit=limit, offset=offset)
+    services: dict[str, str] = {}
+    if page:
+        lead = Lead
+        newest = (select(lead.contact_key, lead.service_type,
+                         func.row_number().over(partition_by=lead.contact_key,
+                                                order_by=(lead.created_at.desc(), lead.id.desc())).label("rn"))
+                  .where(lead.profile_id == profile_id, lead.contact_key.in_([p.contact_key for p in page]),
+                         lead.service_type.is_not(None)).subquery("s"))
+        services = {key: service for key, service in session.execute(
+            select(newest.c.contact_key, newest.c.service_type).where(newest.c.rn == 1))}
+    frame = pd.DataFrame.from_records(
+        [(p.contact_key, p.customer_name, p.customer_phone, p.customer_email, p.last_contact_at, p.lead_count,
+          p.last_status, services.get(p.contact_key), str(p.id), p.score) for p in page],
+        columns=CUSTOMER_COLUMNS)
     if not frame.empty:
         frame["last_contact"] = pd.to_datetime(frame["last_contact"], utc=True)
         frame["leads"] = frame["leads"].astype(int)
+        frame["score"] = frame["score"].astype(int)
     return frame, int(total)
 
 
@@ -97,6 +134,170 @@ def service_types(session: Session, *, profile_id: uuid.UUID) -> list[str]:
     """The service types the profile's leads mention, alphabetically."""
     return list(session.scalars(select(Lead.service_type).where(
         Lead.profile_id == profile_id, Lead.service_type.is_not(None)).distinct().order_by(Lead.service_type)))
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """A lead status of the business, as it is most often spelled, with how many customers' most recent lead
+    has it and how many leads have it at all."""
+
+    status: str
+    customers: int
+    leads: int
+
+
+def lead_statuses(session: Session, *, profile_id: uuid.UUID) -> list[StatusCount]:
+    """The statuses the business's leads carry, grouped ignoring case and surrounding spaces (most
+    customers first) — what criteria can match."""
+    lead, c = Lead, Customer
+    spellings: dict[str, list[tuple[int, str]]] = {}
+    for status, n in session.execute(select(lead.status, func.count()).where(
+            lead.profile_id == profile_id, _not_erased()).group_by(lead.status)):
+        spellings.setdefault(status.strip().lower(), []).append((int(n), status.strip()))
+    customers: dict[str, int] = {}
+    for key, n in session.execute(select(func.lower(func.trim(c.last_status)), func.count()).where(
+            c.profile_id == profile_id, c.contact_key.not_like(ERASED_PREFIX + "%"))
+            .group_by(func.lower(func.trim(c.last_status)))):
+        customers[key] = customers.get(key, 0) + int(n)
+    out = []
+    for key, found in spellings.items():
+        best = sorted(found, key=lambda item: (-item[0], item[1]))[0][1]
+        out.append(StatusCount(best, customers.get(key, 0), sum(n for n, _s in found)))
+    return sorted(out, key=lambda s: (-s.customers, -s.leads, s.status.lower()))
+
+
+# --- one customer ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeadRecord:
+    id: uuid.UUID
+    created_at: datetime
+    status: str
+    service_type: str | None
+    notes: str | None
+    source: str
+    agent_id: uuid.UUID | None
+    campaign_id: uuid.UUID | None
+    customer_name: str | None
+    customer_phone: str | None
+    customer_email: str | None
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One try of one step, as the attempt log recorded it before the provider was called."""
+
+    channel: str
+    at: datetime
+    step: int
+    subject: str | None
+    body: str  # e-mail text, SMS text, or the call's opening script
+    provider: str
+    provider_message_id: str | None
+    outcome: str | None  # accepted (the provider took it), retryable, permanent, … ; None: still in flight
+    error: str | None
+
+
+@dataclass(frozen=True)
+class CustomerCampaign:
+    campaign_id: uuid.UUID
+    name: str
+    recipient_id: uuid.UUID
+    status: str
+    enrollment: int
+    converted: bool
+    returned_at: datetime | None
+    messages: list[SentMessage]
+
+
+@dataclass(frozen=True)
+class OptOutRecord:
+    id: uuid.UUID
+    contact: str
+    channel: str
+    source: str
+    reason: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    id: uuid.UUID
+    contact: str
+    channel: str
+    level: str
+    source: str
+    proof: str | None
+    captured_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class CustomerDetail(CustomerSummary):
+    """A customer with their leads, the campaigns that reached them (and what was sent), their opt-outs
+    and their consents."""
+
+    first_contact_at: datetime | None = None
+    last_service_type: str | None = None
+    service_types: list[str] = field(default_factory=list)
+    timezone: str | None = None
+    leads: list[LeadRecord] = field(default_factory=list)
+    campaigns: list[CustomerCampaign] = field(default_factory=list)
+    opt_outs: list[OptOutRecord] = field(default_factory=list)
+    consents: list[ConsentRecord] = field(default_factory=list)
+
+
+def customer_detail(session: Session, *, profile_id: uuid.UUID, customer_id: uuid.UUID) -> CustomerDetail:
+    """Everything about one customer of the business, or :class:`NotFound` (also for another business's)."""
+    customer = session.scalars(select(Customer).where(
+        Customer.id == customer_id, Customer.profile_id == profile_id,
+        Customer.contact_key.not_like(ERASED_PREFIX + "%"))).one_or_none()
+    if customer is None:
+        raise NotFound("No such customer.", field="customer_id")
+    lead, r = Lead, CampaignRecipient
+    leads = [LeadRecord(*row) for row in session.execute(
+        select(lead.id, lead.created_at, lead.status, lead.service_type, lead.notes, lead.source, lead.agent_id,
+               lead.campaign_id, lead.customer_name, lead.customer_phone, lead.customer_email)
+        .where(lead.profile_id == profile_id, lead.contact_key == customer.contact_key)
+        .order_by(lead.created_at.desc(), lead.id.desc()))]
+    recipients = session.execute(
+        select(r.id, r.campaign_id, Campaign.name, r.status, r.enrollment, r.converted, r.returned_at)
+        .join(Campaign, Campaign.id == r.campaign_id)
+        .where(r.profile_id == profile_id, or_(r.customer_id == customer.id, r.contact_key == customer.contact_key))
+        .order_by(r.created_at, r.id)).all()
+    messages: dict[uuid.UUID, list[SentMessage]] = {}
+    if recipients:
+        a = OutreachAttempt
+        for attempt in session.scalars(select(a).where(a.profile_id == profile_id,
+                                                       a.recipient_id.in_([row[0] for row in recipients]))
+                                       .order_by(a.started_at, a.attempt_no)):
+            message = message_from_detail(attempt.detail or {})
+            if message is None:
+                continue
+            messages.setdefault(attempt.recipient_id, []).append(SentMessage(
+                channel=attempt.channel, at=attempt.started_at, step=attempt.step, subject=message.subject,
+                body=message.text, provider=attempt.provider, provider_message_id=attempt.provider_message_id,
+                outcome=attempt.outcome, error=attempt.error_message))
+    campaigns = [CustomerCampaign(cid, name, rid, status, int(enrollment), bool(converted), returned_at,
+                                  messages.get(rid, []))
+                 for rid, cid, name, status, enrollment, converted, returned_at in recipients]
+    contacts = {customer.contact_key} | {x for row in leads for x in (row.customer_phone, row.customer_email) if x}
+    opt_outs = [OptOutRecord(*row) for row in session.execute(
+        select(OptOut.id, OptOut.contact, OptOut.channel, OptOut.source, OptOut.reason, OptOut.created_at)
+        .where(OptOut.profile_id == profile_id, OptOut.contact.in_(sorted(contacts)))
+        .order_by(OptOut.created_at, OptOut.id))]
+    k = Consent
+    consents = [ConsentRecord(*row) for row in session.execute(
+        select(k.id, k.contact, k.channel, k.level, k.source, k.proof, k.captured_at, k.revoked_at)
+        .where(k.profile_id == profile_id, k.contact.in_(sorted(contacts))).order_by(k.captured_at, k.id))]
+    return CustomerDetail(
+        id=customer.id, contact_key=customer.contact_key, customer_name=customer.customer_name,
+        customer_phone=customer.customer_phone, customer_email=customer.customer_email,
+        last_contact_at=customer.last_contact_at, last_status=customer.last_status, lead_count=customer.lead_count,
+        score=customer.score, first_contact_at=customer.first_contact_at,
+        last_service_type=customer.last_service_type, service_types=list(customer.service_types or []),
+        timezone=customer.timezone, leads=leads, campaigns=campaigns, opt_outs=opt_outs, consents=consents)
 
 
 def find_customer_key(session: Session, *, profile_id: uuid.UUID, contact: str, region: str = "US") -> str:
@@ -112,6 +313,9 @@ def find_customer_key(session: Session, *, profile_id: uuid.UUID, contact: str, 
     if key is None:
         raise NotFound(f"No customer with {contact} in this business.", field="contact")
     return key
+
+
+# --- erasing --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -137,7 +341,7 @@ def _rows(result: Any) -> int:
 
 def erase_customer(session: Session, *, profile_id: uuid.UUID, contact_key: str,
                    now: datetime | None = None) -> ErasureReport:
-    """Remove a customer's personal data from their leads and campaign recipients.
+    """Remove a customer's personal data from their leads, customer row and campaign recipients.
 
     Leads of the profile that share a phone or e-mail with the customer are
     the same person and are erased too.  The caller's transaction commits.
@@ -172,6 +376,7 @@ def erase_customer(session: Session, *, profile_id: uuid.UUID, contact_key: str,
             call_summary=None, call_transcript=None, recording_url=None, structured_data={}, extra={},
             fingerprint=None, updated_at=now,
         ).execution_options(synchronize_session=False)))
+        anonymize(session, profile_id=profile_id, contact_key=key, erased_key=erased, now=now)
         recipient_ids = select(rec.id).where(rec.profile_id == profile_id, rec.contact_key == key)
         events += _rows(session.execute(update(OutreachEvent).where(
             OutreachEvent.profile_id == profile_id, OutreachEvent.recipient_id.in_(recipient_ids),

@@ -5,6 +5,7 @@ spelling differs between SQLite (the embedded default) and PostgreSQL.
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -155,6 +156,9 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
     dbapi_conn.create_function("cx_bucket", 1, lambda v: None if v is None else stable_bucket_py(v),
                                deterministic=True)
+    # exp() for the customers' re-engagement score (core.customers_sync): SQLite has it only when
+    # compiled with its math functions, so the score registers its own, the same everywhere
+    dbapi_conn.create_function("cx_exp", 1, lambda v: None if v is None else math.exp(v), deterministic=True)
 
 
 def make_engine(url: str, *, pooler: bool | None = None, **kwargs: Any) -> Engine:

@@ -467,6 +467,9 @@ class OutreachAttempt(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # what this try cost (SMS segments of the final text, an e-mail, a call's minutes once it ended)
     cost: Mapped[float | None] = mapped_column(Float)
+    # when the try was handed to a provider that cannot be asked afterwards (SMTP, SNS): a try never handed
+    # over is known not to have gone out
+    handed_at: Mapped[datetime | None]
     worker: Mapped[str | None] = mapped_column(String(100))
     started_at: Mapped[datetime] = _created()
     finished_at: Mapped[datetime | None]
@@ -544,15 +547,17 @@ class OptOut(Base):
 
 
 class RateLimit(Base):
-    """Shared limiter state (GCRA): the theoretical arrival time of the next
-    permitted action for ``key``, in epoch seconds.  One row per campaign and per
-    provider; every scheduler process updates the same row atomically."""
+    """Shared limiter state: the theoretical arrival time of the next permitted action for ``key``
+    (GCRA, epoch seconds) and the permits of the last minute.  One row per campaign and per
+    provider account; every scheduler process updates the same row atomically."""
 
     __tablename__ = "rate_limits"
 
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     tat: Mapped[float] = mapped_column(Float, default=0.0)
     blocked_until: Mapped[float] = mapped_column(Float, default=0.0)
+    # permits of the last minute, as [bucket start, count] pairs: the ceiling over any sliding 60 s
+    recent: Mapped[list[Any]] = mapped_column(default=list)
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = _updated()
 
@@ -656,6 +661,7 @@ class WebhookDelivery(Base):
         UniqueConstraint("endpoint_id", "event_id"),
         Index(None, "status", "next_attempt_at"),
         Index(None, "endpoint_id", "created_at"),
+        Index(None, "event_id"),
     )
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from core.accounts import get_profile
 from core.contacts import ContactError, normalize_contact
 from core.db import in_values, utcnow
 from core.errors import Invalid, NotFound
@@ -44,16 +45,17 @@ def opted_out_among(session: Session, *, profile_id: uuid.UUID, contacts: Iterab
 
 def record_opt_out(
     session: Session, *, profile_id: uuid.UUID, contact: str, channel: str, source: str,
-    reason: str | None = None, campaign_id: uuid.UUID | None = None, region: str = "US",
-    now: datetime | None = None,
+    reason: str | None = None, campaign_id: uuid.UUID | None = None, now: datetime | None = None,
 ) -> OptOut:
     """Record that ``contact`` opted out of ``channel`` (idempotent: an existing
-    opt-out is returned unchanged).  Pending recipients it covers are marked
+    opt-out is returned unchanged).  A phone number written without its country code is
+    read in the business's country.  Pending recipients it covers are marked
     ``opted_out`` at their next send; the check at send time is what guarantees it."""
     if channel not in OPT_OUT_CHANNELS:
         raise Invalid(f"unknown channel '{channel}'; allowed: {', '.join(OPT_OUT_CHANNELS)}", field="channel")
     if source not in OPT_OUT_SOURCES:
         raise Invalid(f"unknown source '{source}'; allowed: {', '.join(OPT_OUT_SOURCES)}", field="source")
+    region = get_profile(session, profile_id=profile_id).default_region
     try:
         normalized = normalize_contact(contact, region)
     except ContactError as exc:

@@ -107,8 +107,10 @@ class Step(BaseModel):
     channel: Channel = Field(description="How this step reaches the customer: call, email or sms.")
     delay_hours: float = Field(0, ge=0, le=24 * 60,
                                description="Hours after the previous step (the first: after start).")
-    condition: Literal["always", "no_response", "not_answered"] = Field(
-        "always", description="Run only if the customer has not responded / no call was answered so far.")
+    condition: Literal["always", "no_response", "not_answered", "voicemail", "answered"] = Field(
+        "always", description="always; no_response (the customer has not responded so far); not_answered (no call "
+                              "was answered so far); voicemail (the previous call reached voicemail); answered "
+                              "(a call was answered).")
 
 
 _CONTENT_FIELDS = dict(
@@ -152,6 +154,28 @@ class CampaignFields(BaseModel):
     max_attempts: int | None = Field(None, ge=1, le=10, description="Tries per recipient and step.")
     variants: list[Variant] | None = Field(None, max_length=10, description="A/B variants (two or more).")
     steps: list[Step] | None = Field(None, max_length=10, description="Steps of a multi-channel campaign.")
+    holdout_percent: int | None = Field(
+        None, ge=0, le=50, description="Share of the matched customers kept back and never contacted, to measure "
+                                       "how many came back because of the campaign (lift). 0–50, default 0.")
+    always_on: bool | None = Field(
+        None, description="Enrol newly matching customers every day while active; never completes by itself.")
+    reenroll_after_days: int | None = Field(
+        None, ge=1, le=3650, description="An always-on campaign enrols a customer again this many days after their "
+                                         "last enrolment ended (default 180).")
+    send_time: Literal["window", "best"] | None = Field(
+        None, description="window: as soon as the send window allows; best: at each customer's best local hour "
+                          "(learned from this business's history).")
+    auto_pause_failure_rate: float | None = Field(
+        None, gt=0, le=1, description="Pause when this share of the recent attempts (at least 20) fails "
+                                      "(default 0.5).")
+    variant_mode: Literal["split", "test_then_winner"] | None = Field(
+        None, description="split: every customer gets a version by weight; test_then_winner: test_percent of them "
+                          "try the versions, the rest get the winner.")
+    test_percent: int | None = Field(None, ge=1, le=100,
+                                     description="Share of customers in an A/B test (test_then_winner, default 20).")
+    test_hours: float | None = Field(None, gt=0, le=24 * 30,
+                                     description="Hours after which the leader wins if none is ahead for sure "
+                                                 "(default 48).")
 
     @field_validator("name")
     @classmethod
@@ -257,8 +281,28 @@ class CampaignOut(BaseModel):
     max_attempts: int = Field(description="Tries per recipient and step.")
     variants: list[dict[str, Any]] = Field(description="A/B variants.")
     steps: list[dict[str, Any]] = Field(description="Steps of a multi-channel campaign.")
+    attribution_days: int = Field(description="A customer's new lead within this many days counts for the campaign.")
+    holdout_percent: int = Field(description="Share of the matched customers kept back, never contacted (lift).")
+    always_on: bool = Field(description="Enrols newly matching customers daily; never completes by itself.")
+    reenroll_after_days: int = Field(description="An always-on campaign's wait before enrolling a customer again.")
+    send_time: str = Field(description="window or best (each customer's best local hour).")
+    auto_pause_failure_rate: float = Field(description="Pauses when this share of recent attempts fails.")
+    variant_mode: str = Field(description="split or test_then_winner.")
+    test_percent: int = Field(description="Share of customers in an A/B test (test_then_winner).")
+    test_hours: float = Field(description="Hours after which the A/B test's leader wins.")
+    winner_variant: str | None = Field(description="The version the rest of the customers get, once decided.")
+    winner_decided_at: datetime | None = Field(description="When the A/B winner was decided.")
+    winner_reason: str | None = Field(description="Why that version won, in words.")
+    paused_reason: str | None = Field(None, description="Why the campaign is paused, in words (quota, a refused "
+                                                        "key, an automatic pause after a failure spike, …).")
     created_at: datetime = Field(description="When it was created.")
     updated_at: datetime = Field(description="When it last changed.")
+
+    @model_validator(mode="after")
+    def _paused_reason(self) -> CampaignOut:
+        if self.status == "paused" and self.paused_reason is None:
+            self.paused_reason = self.status_reason
+        return self
 
 
 class RecipientOut(BaseModel):
@@ -279,8 +323,10 @@ class RecipientOut(BaseModel):
     customer_name: str | None = Field(description="How to address the customer.")
     customer_phone: str | None = Field(description="Phone (E.164).")
     customer_email: str | None = Field(description="E-mail address.")
+    customer_id: uuid.UUID | None = Field(None, description="The customer (GET /api/customers/{id}).")
     variant: str | None = Field(description="A/B variant the customer gets.")
-    status: str = Field(description="One of " + ", ".join(RECIPIENT_STATUSES))
+    status: str = Field(description="One of " + ", ".join(RECIPIENT_STATUSES) + " (holdout: kept back for the "
+                                    "lift measurement, never contacted)")
     step: int = Field(description="Step of a multi-channel campaign the customer is on (0 first).")
     attempts: int = Field(description="Tries of the current step so far.")
     next_attempt_at: datetime | None = Field(description="When the next try is due (none once nothing is left to do).")
@@ -291,6 +337,8 @@ class RecipientOut(BaseModel):
     responded_at: datetime | None = Field(description="When the customer responded (reply, click, answered call).")
     converted: bool = Field(description="Whether the customer converted (booked, or came back).")
     converted_at: datetime | None = Field(description="When the customer converted.")
+    returned_at: datetime | None = Field(None, description="When the customer came back (a new lead of theirs "
+                                                           "within the attribution window of the campaign's start).")
     response_data: dict[str, Any] = Field(description="What the provider reported (call summary, reply text, …).")
     error_message: str | None = Field(description="Why outreach failed, in the provider's words.")
     created_at: datetime = Field(description="When the customer was added to the campaign.")

@@ -6,6 +6,10 @@ scratch database per test process (migrated once, emptied between tests).
 PostgreSQL is ``TEST_DATABASE_URL`` (default
 ``postgresql+psycopg://postgres@127.0.0.1:5432/test``); when it is unreachable
 its tests are skipped, except with ``CI=true``, where that is a failure.
+
+With ``TEST_POOLER=pgbouncer`` (``make test``'s second run, see :mod:`tests.pooler`) only
+the PostgreSQL tests run, through a PgBouncer in transaction mode that the session starts
+itself; the database is migrated over the direct connection, as on Supabase.
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ hypothesis_settings.register_profile("default", deadline=None, suppress_health_c
 hypothesis_settings.load_profile("default")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BACKENDS = ("sqlite", "postgresql")
+POOLED = os.environ.get("TEST_POOLER", "").lower() == "pgbouncer"
+if POOLED:  # every engine the tests and the product make goes through the pooler as in production
+    os.environ["DATABASE_POOLER"] = "true"
+    get_settings.cache_clear()
+BACKENDS = ("postgresql",) if POOLED else ("sqlite", "postgresql")
 
 
 def _worker() -> str:
@@ -49,8 +57,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str | None]:
-    """URL of a migrated scratch PostgreSQL database for this test process (or None)."""
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """URL of a migrated scratch PostgreSQL database for this test process (or None); through
+    PgBouncer when the run is pooled."""
     server = make_url(get_settings().test_database_url)
     try:
         admin = create_engine(server, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
@@ -67,7 +76,13 @@ def pg_url() -> Iterator[str | None]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = server.set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(url)
-    yield url
+    if POOLED:
+        from tests.pooler.pgbouncer import running_pgbouncer
+
+        with running_pgbouncer(server, tmp_path_factory.mktemp("pgbouncer")) as bouncer:
+            yield bouncer.url(server.set(database=name)).render_as_string(hide_password=False)
+    else:
+        yield url
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()

@@ -16,11 +16,15 @@ _counter = iter(range(1, 10**9))
 
 
 def make_profile(session: Session, *, name: str | None = None, region: str = "US",
-                 timezone: str = "America/New_York") -> Profile:
+                 timezone: str = "America/New_York", consent_policy: str = "none") -> Profile:
+    """A business.  Its consent policy is ``none`` (the business vouches for consent) unless a test
+    asks for ``us_tcpa``, so tests about other things need no consent records."""
     n = next(_counter)
     profile, _key, _ = accounts.create_profile(
         session, business_name=name or f"Business {n}", email=f"owner{n}-{uuid.uuid4().hex[:6]}@shop.example",
         password="correct horse battery", timezone=timezone, default_region=region)
+    profile.consent_policy = consent_policy
+    session.flush()
     return profile
 
 

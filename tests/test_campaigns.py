@@ -13,6 +13,7 @@ from core.accounts import create_agent
 from core.errors import Conflict, Invalid, NotFound
 from core.models import CAMPAIGN_STATUSES, Campaign, CampaignRecipient
 from tests import factories as f
+from tests.conftest import NOW
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def profile(session):
 def create(session, profile, **data):
     base = {"name": "Spring", "campaign_type": "winback", "outreach_method": "email", **f.CONTENT["email"]}
     base.update(data)
-    return campaigns.create_campaign(session, profile_id=profile.id, data=base)
+    return campaigns.create_campaign(session, profile_id=profile.id, data=base, now=NOW)
 
 
 def fields_of(err: pytest.ExceptionInfo[Invalid]) -> list[str]:

@@ -16,7 +16,8 @@ from core.models import Lead
 
 
 def cli(db_url: str, *args: str, expect: int = 0) -> dict:
-    env = {**os.environ, "DATABASE_URL": db_url}
+    # a deployment on a database server sets one SECRET_KEY for every process, the command line included
+    env = {**os.environ, "DATABASE_URL": db_url, "SECRET_KEY": "cli-tests"}
     proc = subprocess.run([sys.executable, "-m", "core", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == expect, proc.stderr or proc.stdout
@@ -50,7 +51,7 @@ def test_whole_cli_flow(fresh_url: str, tmp_path: Path):
     good.write_text("customer_name,customer_phone,customer_email,status,service_type,created_at,notes\n"
                     "Ana,(312) 555-0101,,Closed,Color,2025-01-01,\nAna,(312) 555-0101,,Closed,Color,2025-01-01,\n")
     assert cli(fresh_url, "import-leads", "--profile", pid, "--agent", agent["agent_id"], str(good)) == {
-        "imported": 1, "duplicates": 1, "rejected": []}
+        "imported": 1, "duplicates": 1, "merged": [], "rejected": []}
 
     bad = tmp_path / "bad.csv"
     bad.write_text("customer_name,customer_phone\nBo,(312) 555-0102\nCy,42\n")

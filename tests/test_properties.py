@@ -121,7 +121,7 @@ def test_any_action_sequence_keeps_the_machine_legal(session, now, actions):
     profile = f.make_profile(session)
     f.lead(session, profile, email=f"{uuid.uuid4().hex[:8]}@example.com", now=now)
     c = f.campaign(session, profile, method="email", scheduled_at=(now + timedelta(days=1)).isoformat(),
-                   status="draft")
+                   status="draft", now=now)
     status, deleted = "draft", False
     for i, action in enumerate(actions):
         t = now + timedelta(minutes=i)

@@ -57,3 +57,53 @@ def test_empty_campaign(session, now):
     c = f.campaign(session, p, method="sms")
     out = results.campaign_results(session, profile_id=p.id, campaign_id=c.id).as_dict()
     assert out["total_recipients"] == 0 and out["response_rate"] == 0.0 and out["by_variant"] == {}
+
+
+def test_lift_and_cost_in_the_results(session, now):
+    """A campaign with a holdout: who came back on each side, the lift over the holdout (the same numbers
+    as core.lift computes from the counts), what it cost and what each customer who came back cost."""
+    import uuid
+
+    from core import campaigns
+    from core.lift import lift
+    from core.models import OutreachAttempt
+
+    p = f.make_profile(session)
+    p.price_per_email = 0.002
+    for i in range(40):
+        f.lead(session, p, email=f"c{i:02d}@example.com", name=f"C{i}", now=now)
+    c = f.campaign(session, p, method="email", holdout_percent=25)
+    targeting.select_recipients(session, campaign=c, now=now)
+    campaigns.start_campaign(session, profile_id=p.id, campaign_id=c.id, now=now)
+    rows = session.scalars(select(CampaignRecipient).where(CampaignRecipient.campaign_id == c.id)
+                           .order_by(CampaignRecipient.contact_key)).all()
+    held = [r for r in rows if r.status == "holdout"]
+    contacted = [r for r in rows if r.status != "holdout"]
+    n_held, n_contacted = len(held), len(contacted)  # a share by contact key: about a quarter, the same each time
+    assert n_held + n_contacted == 40 and 1 <= n_held <= 20
+    t = now + timedelta(minutes=5)
+    for n, r in enumerate(contacted):
+        session.execute(update(CampaignRecipient).where(CampaignRecipient.id == r.id)
+                        .values(status="delivered", sent_at=t, delivered_at=t, next_attempt_at=None))
+        session.add(OutreachAttempt(id=uuid.uuid4(), profile_id=p.id, campaign_id=c.id, recipient_id=r.id, step=0,
+                                    attempt_no=1, channel="email", provider="resend", idempotency_key=f"k{n}",
+                                    outcome="accepted", cost=0.002, started_at=t))
+    before = results.campaign_results(session, profile_id=p.id, campaign_id=c.id).as_dict()
+    assert before["returned_count"] == 0 and before["cost_per_returned"] is None
+    # nine contacted customers and one kept back call the shop again within the window
+    for r in [*contacted[:9], held[0]]:
+        f.lead(session, p, email=r.contact_key, name="Back again", days_ago=-3, now=now)
+    out = results.campaign_results(session, profile_id=p.id, campaign_id=c.id).as_dict()
+    assert (out["total_recipients"], out["holdout_count"]) == (n_contacted, n_held)
+    assert (out["returned_count"], out["holdout_returned_count"]) == (9, 1)
+    expected = lift(contacted=n_contacted, contacted_returned=9, holdout=n_held, holdout_returned=1)
+    assert out["lift"] == expected.as_dict()
+    assert out["lift"]["contacted_rate"] == round(9 / n_contacted, 6)
+    assert out["lift"]["holdout_rate"] == round(1 / n_held, 6)
+    cost = round(0.002 * n_contacted, 4)
+    assert out["actual_cost"] == cost
+    assert out["estimated_cost"] == cost  # one e-mail step for each contacted customer
+    assert out["cost_per_returned"] == round(cost / 9, 4)
+    # a campaign without a holdout has no lift, and says so with null
+    plain = f.campaign(session, p, method="email")
+    assert results.campaign_results(session, profile_id=p.id, campaign_id=plain.id).as_dict()["lift"] is None

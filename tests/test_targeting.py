@@ -208,7 +208,8 @@ def test_preview_writes_nothing_and_samples_newest_first(session, world, now):
 
 @pytest.mark.parametrize(("criteria", "field", "words"), [
     ({"last_visit": 3}, "target_criteria.last_visit", "unknown key"),
-    ({"status": "Lost"}, "target_criteria.status", "Lost"),
+    ({"status": "Waiting for the customer to call back about the quote"}, "target_criteria.status", "50"),
+    ({"status": ["  "]}, "target_criteria.status", "at least one status"),
     ({"last_contact_days": -1}, "target_criteria.last_contact_days", "greater than or equal"),
     ({"filters": [{"field": "password", "op": "eq", "value": "x"}]}, "target_criteria.filters.0", "password"),
     ({"filters": [{"field": "notes", "op": "regex", "value": "x"}]}, "target_criteria.filters.0", "regex"),

@@ -8,7 +8,7 @@ steps, per-business senders and credentials, an event outbox, dashboard sessions
   enrol a customer again), A/B group, best-time plan, last call outcome, when the customer returned;
 - campaigns: holdout, always-on, best time, auto-pause, A/B test-then-winner, selection report;
 - profiles: consent policy, sender identity, prices, encrypted provider credentials;
-- attempts: cost;
+- attempts: cost, and when a try was handed to a provider that cannot be asked afterwards; rate limits: the permits of the last minute (a ceiling over any sliding 60 s);
 - consents, dnc_numbers, webhook_endpoints/events/deliveries, login_attempts, dashboard_sessions.
 
 Revision ID: 0005_second_round
@@ -166,6 +166,8 @@ def _new_tables() -> None:
                     ["endpoint_id", "created_at"])
     op.create_index(op.f("ix_webhook_deliveries_status_next_attempt_at"), "webhook_deliveries",
                     ["status", "next_attempt_at"])
+    # deleting old events (and their cascade) finds their deliveries by event
+    op.create_index(op.f("ix_webhook_deliveries_event_id"), "webhook_deliveries", ["event_id"])
 
     op.create_table(
         "login_attempts",
@@ -261,6 +263,10 @@ def _new_columns() -> None:
 
     with op.batch_alter_table("outreach_attempts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("cost", sa.Float(), nullable=True))
+        batch_op.add_column(sa.Column("handed_at", UTC, nullable=True))
+
+    with op.batch_alter_table("rate_limits", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("recent", JSON, nullable=False, server_default="[]"))
 
 
 def _drop_server_defaults() -> None:
@@ -274,6 +280,8 @@ def _drop_server_defaults() -> None:
             batch_op.alter_column(name, server_default=None)
     with op.batch_alter_table("campaign_recipients", schema=None) as batch_op:
         batch_op.alter_column("enrollment", server_default=None)
+    with op.batch_alter_table("rate_limits", schema=None) as batch_op:
+        batch_op.alter_column("recent", server_default=None)
 
 
 _BACKFILL_PG = """
@@ -357,7 +365,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DELETE FROM campaign_recipients WHERE status = 'holdout' OR enrollment > 1")
     with op.batch_alter_table("outreach_attempts", schema=None) as batch_op:
+        batch_op.drop_column("handed_at")
         batch_op.drop_column("cost")
+    with op.batch_alter_table("rate_limits", schema=None) as batch_op:
+        batch_op.drop_column("recent")
     with op.batch_alter_table("campaign_recipients", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_campaign_recipients_last_call_outcome"), type_="check")
         batch_op.drop_constraint(op.f("ck_campaign_recipients_status"), type_="check")
