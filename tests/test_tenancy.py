@@ -27,18 +27,28 @@ from core import (
     accounts,
     analytics,
     attribution,
+    besttime,
     campaigns,
+    customer_activity,
     customers,
     dispatch,
     exports,
+    launch,
     leads,
     optouts,
     results,
     targeting,
     testsend,
+    waiting,
+    wave,
 )
+from core.channels.base import OutboundMessage
 from core.errors import Invalid, NotFound
-from core.models import CampaignRecipient, Lead, OptOut
+from core.models import CampaignRecipient, Lead, OptOut, OutreachAttempt, OutreachEvent
+from core.outbound import attempt_detail
+from tests.compliance_probes import compliance_probes
+from tests.customer_probes import customer_probes
+from tests.endpoint_probes import endpoint_probes
 from tests.factories import CONTENT, campaign, lead, make_profile
 
 # functions whose profile_id is data they are told, not a scope they read through
@@ -293,8 +303,125 @@ def _assert(condition: bool) -> None:
     assert condition
 
 
+# --- reads of A's sending history: each probe writes it, checks that A sees it, then asks as B -----------
+
+A_SECRET = "Ann's private reply"
+
+
+def _a_try(s: Session, w: World, channel: str, *, html: str | None = None) -> OutreachAttempt:
+    """An accepted try of A's recipient a day ago, answered / responded to an hour later."""
+    at = w.now - timedelta(days=1)
+    r = w.a_recipient
+    r.sent_at, r.answered_at, r.responded_at = at, at + timedelta(hours=1), at + timedelta(hours=1)
+    message = OutboundMessage(channel=channel, to=A_EMAIL if channel == "email" else A_PHONE,
+                              idempotency_key=f"probe-{uuid.uuid4()}", profile_id=w.a.id, business_name="Shop A",
+                              campaign_id=w.a_campaign.id, recipient_id=r.id, customer_name="Ann Able",
+                              subject="Hi Ann" if channel == "email" else None, text="Hi Ann", html=html)
+    attempt = OutreachAttempt(id=uuid.uuid4(), profile_id=w.a.id, campaign_id=w.a_campaign.id, recipient_id=r.id,
+                              step=0, attempt_no=1, channel=channel, provider="sandbox",
+                              idempotency_key=message.idempotency_key, outcome="accepted",
+                              detail=attempt_detail(message), started_at=at)
+    s.add(attempt)
+    s.flush()
+    return attempt
+
+
+def _a_event(s: Session, w: World, type: str, channel: str, payload: dict[str, Any]) -> OutreachEvent:
+    at = w.now - timedelta(hours=2)
+    event = OutreachEvent(id=uuid.uuid4(), profile_id=w.a.id, campaign_id=w.a_campaign.id,
+                          recipient_id=w.a_recipient.id, step=0, channel=channel, provider="sandbox",
+                          provider_event_id=f"probe-{uuid.uuid4()}", type=type, payload=payload, occurred_at=at,
+                          received_at=at)
+    s.add(event)
+    s.flush()
+    return event
+
+
+def _failure_reasons(s: Session, w: World) -> None:
+    w.a_recipient.status, w.a_recipient.error_message = "failed", A_SECRET
+    s.flush()
+    assert A_SECRET in set(analytics.failure_reasons(s, profile_id=w.a.id).reason), "A does not see A's failure"
+    for campaign_id in (w.a_campaign.id, None):
+        frame = analytics.failure_reasons(s, profile_id=w.b.id, campaign_id=campaign_id)
+        assert frame.empty and A_SECRET not in frame.to_string(), f"A's failure shows to B: {frame}"
+
+
+def _besttime(s: Session, w: World, name: str) -> None:
+    _a_try(s, w, "call")
+    a, b, now = w.a.id, w.b.id, w.now
+    assert len(besttime.observations(s, profile_id=a, channel="call", now=now)) == 1, "A's try is not observed"
+    if name == "observations":
+        assert besttime.observations(s, profile_id=b, channel="call", now=now) == []
+        assert besttime.observations(s, profile_id=b, channel="call", now=now, contact_keys=[A_PHONE]) == []
+    elif name == "load":
+        model = besttime.load(s, profile_id=b, channel="call", now=now)
+        assert sum(model.tries) == 0 and not model.own, "A's tries are in B's model"
+    elif name == "load_all":
+        models = besttime.load_all(s, profile_id=b, channels=["call", "sms"], now=now)
+        assert set(models) == {"call", "sms"} and all(sum(m.tries) == 0 and not m.own for m in models.values())
+    else:
+        assert besttime.curves(s, profile_id=a, now=now).tries.sum() == 1, "A's curve does not count A's try"
+        assert besttime.curves(s, profile_id=b, now=now).tries.sum() == 0, "A's try is in B's curve"
+
+
+def _recipient_activity(s: Session, w: World) -> None:
+    _a_event(s, w, "replied", "sms", {"text": A_SECRET})
+    rid = w.a_recipient.id
+    mine = customer_activity.recipient_activity(s, profile_id=w.a.id, recipient_ids=[rid], now=w.now)
+    assert [x.text for x in mine.get(rid, [])] == [A_SECRET], "A does not see A's reply"
+    assert customer_activity.recipient_activity(s, profile_id=w.b.id, recipient_ids=[rid], now=w.now) == {}
+
+
+def _sent_html(s: Session, w: World) -> None:
+    html = f"<p>{A_SECRET}</p>"
+    _a_try(s, w, "email", html=html)
+    rid = w.a_recipient.id
+    assert list(customer_activity.sent_html(s, profile_id=w.a.id, recipient_ids=[rid]).values()) == [html], \
+        "A does not see A's e-mail"
+    assert customer_activity.sent_html(s, profile_id=w.b.id, recipient_ids=[rid]) == {}
+
+
+def _average_call_minutes(s: Session, w: World) -> None:
+    _a_event(s, w, "answered", "call", {"duration_seconds": 180})
+    assert launch.average_call_minutes(s, profile_id=w.a.id) == 3.0, "A's call is not averaged for A"
+    assert launch.average_call_minutes(s, profile_id=w.b.id) is None, "A's calls are averaged for B"
+
+
+def _why_waiting(s: Session, w: World) -> None:
+    cid = w.a_campaign.id
+    assert waiting.why_waiting(s, profile_id=w.a.id, campaign_id=cid, now=w.now) is not None, "A's campaign not told"
+    refused(lambda: waiting.why_waiting(s, profile_id=w.b.id, campaign_id=cid, now=w.now))
+
+
+def _many_waiting(s: Session, w: World) -> None:
+    cid = w.a_campaign.id
+    assert cid in waiting.many(s, profile_id=w.a.id, campaigns=[w.a_campaign], now=w.now), "A's campaign not told"
+    assert waiting.many(s, profile_id=w.b.id, campaigns=[w.a_campaign], now=w.now) == {}
+
+
+def _already_texted(s: Session, w: World) -> None:
+    _a_try(s, w, "sms")
+    assert wave.already_texted(s, w.a.id, [A_PHONE]) == {A_PHONE}, "A's text is not found for A"
+    assert wave.already_texted(s, w.b.id, [A_PHONE]) == set(), "A's text counts as B's"
+
+
+def _more(s: Session, w: World) -> dict[str, Callable[[], None]]:
+    return {
+        "core.analytics.failure_reasons": lambda: _failure_reasons(s, w),
+        **{f"core.besttime.{name}": (lambda name=name: _besttime(s, w, name))
+           for name in ("observations", "load", "load_all", "curves")},
+        "core.customer_activity.recipient_activity": lambda: _recipient_activity(s, w),
+        "core.customer_activity.sent_html": lambda: _sent_html(s, w),
+        "core.launch.average_call_minutes": lambda: _average_call_minutes(s, w),
+        "core.waiting.why_waiting": lambda: _why_waiting(s, w),
+        "core.waiting.many": lambda: _many_waiting(s, w),
+        "core.wave.already_texted": lambda: _already_texted(s, w),
+    }
+
+
 def probes(s: Session, w: World) -> dict[str, Callable[[], None]]:
-    return {**_accounts(s, w), **_campaigns(s, w), **_analytics(s, w), **_others(s, w)}
+    return {**_accounts(s, w), **_campaigns(s, w), **_analytics(s, w), **_others(s, w), **_more(s, w),
+            **customer_probes(s, w), **compliance_probes(s, w), **endpoint_probes(s, w)}
 
 
 def scoped_functions() -> set[str]:

@@ -35,7 +35,7 @@ def test_preview_equals_what_selection_then_gives(client: TestClient, session: S
             preview = client.post("/api/audience/preview", json=body, headers=tenant.headers)
             assert preview.status_code == 200, preview.text
             seen = preview.json()
-            assert set(seen) == {"count", "suppressed", "sample"}
+            assert set(seen) == {"count", "suppressed", "suppressed_by", "sample"}
             assert len(seen["sample"]) == min(seen["count"], 10)
             # a preview writes nothing
             assert count(session, Campaign, profile_id=tenant.profile_id) == campaigns_before
@@ -55,13 +55,14 @@ def test_preview_sample_describes_customers(client: TestClient, tenant: Tenant, 
     body = response.json()
     assert body["count"] == 5 and body["suppressed"] == 0 and len(body["sample"]) == 2
     member = body["sample"][0]
-    assert set(member) == {"lead_id", "customer_name", "customer_phone", "customer_email", "status", "service_type",
-                           "last_contact_at", "lead_count"}
+    assert set(member) == {"customer_id", "lead_id", "customer_name", "customer_phone", "customer_email", "status",
+                           "service_type", "last_contact_at", "lead_count", "score"}
     assert uuid.UUID(member["lead_id"]) in tenant.lead_ids  # never another business's customer
 
 
 BAD_PREVIEWS: list[tuple[dict[str, Any], str]] = [
-    ({"target_criteria": {"status": "Asleep"}, "outreach_method": "email"}, "target_criteria.status"),
+    ({"target_criteria": {"status": "A status far longer than fifty characters, it cannot be"},
+      "outreach_method": "email"}, "target_criteria.status"),
     ({"target_criteria": {"last_contact_days": -1}, "outreach_method": "email"}, "target_criteria.last_contact_days"),
     ({"target_criteria": {"filters": [{"field": "notes", "op": "gt", "value": 1}]}, "outreach_method": "sms"},
      "target_criteria.filters.0"),

@@ -133,6 +133,7 @@ def test_stop_is_honoured_on_the_next_send(session, factory, fake_vapi, fake_twi
     profile, key, _ = accounts.create_profile(session, business_name="Bella Vista",
                                               email=f"owner-{uuid.uuid4().hex[:8]}@bellavista.example",
                                               password="correct horse battery")
+    profile.consent_policy = "none"  # the ways to say stop, whatever consent the business keeps
     h.add_leads(session, profile, [ANN, BO], now=now)
     first = h.campaign(session, profile, method=channel, now=now)
     session.commit()

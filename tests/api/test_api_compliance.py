@@ -1,0 +1,152 @@
+"""/api/consents, /api/dnc and /api/campaigns/{id}/compliance: the contract of DESIGN §10, refusals
+that name the field, and one business never reaching another's records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from api_helpers import Tenant, count, make_campaign, recipients_of
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from core.models import Campaign, CampaignRecipient, Consent, DncNumber, Profile
+
+
+def test_consent_lifecycle(client: TestClient, session: Session, tenant: Tenant, other: Tenant) -> None:
+    captured = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0)
+    created = client.post("/api/consents", headers=tenant.headers, json={
+        "contact": "(201) 555-1000", "channel": "sms", "level": "express_written", "source": "web_form",
+        "proof": "Booking form", "captured_at": captured.isoformat()})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert set(body) == {"id", "contact", "channel", "level", "source", "proof", "captured_at", "revoked_at",
+                         "created_at"}
+    assert body["contact"] == "+12015551000" and body["revoked_at"] is None
+    assert datetime.fromisoformat(body["captured_at"].replace("Z", "+00:00")) == captured
+    minimal = client.post("/api/consents", headers=tenant.headers,
+                          json={"contact": "Ann@Example.com", "channel": "all", "level": "express"})
+    assert minimal.status_code == 201 and minimal.json()["source"] == "api"
+    assert minimal.json()["contact"] == "ann@example.com"
+    client.post("/api/consents", headers=other.headers,
+                json={"contact": "+12015551000", "channel": "call", "level": "express"})
+
+    page = client.get("/api/consents", headers=tenant.headers).json()
+    assert page["total"] == 2 and {c["id"] for c in page["consents"]} == {body["id"], minimal.json()["id"]}
+    assert client.get("/api/consents", params={"search": "201 555"}, headers=tenant.headers).json()["total"] == 1
+    assert len(client.get("/api/consents", params={"limit": 1, "offset": 1},
+                          headers=tenant.headers).json()["consents"]) == 1
+
+    assert client.delete(f"/api/consents/{body['id']}", headers=other.headers).status_code == 404
+    assert client.delete(f"/api/consents/{body['id']}", headers=tenant.headers).status_code == 204
+    assert client.delete(f"/api/consents/{body['id']}", headers=tenant.headers).status_code == 204  # idempotent
+    kept = [c for c in client.get("/api/consents", headers=tenant.headers).json()["consents"] if c["id"] == body["id"]]
+    assert kept and kept[0]["revoked_at"] is not None
+    assert client.delete(f"/api/consents/{uuid.uuid4()}", headers=tenant.headers).status_code == 404
+    assert count(session, Consent) == 3
+
+
+def test_consents_refuse_bad_input_naming_the_field(client: TestClient, session: Session, tenant: Tenant) -> None:
+    future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    good = {"contact": "+12015551000", "channel": "sms", "level": "express"}
+    for change, field in (({"contact": "not a phone"}, "contact"), ({"channel": "fax"}, "channel"),
+                          ({"level": "implied"}, "level"), ({"source": "rumour"}, "source"),
+                          ({"captured_at": future}, "captured_at"), ({"captured_at": "2026-06-01T10:00:00"},
+                                                                     "captured_at"),
+                          ({"captured_at": 1700000000}, "captured_at"), ({"extra": 1}, "extra")):
+        response = client.post("/api/consents", headers=tenant.headers, json={**good, **change})
+        assert response.status_code == 422, (change, response.text)
+        assert response.json()["errors"][0]["field"] == field, (change, response.json())
+    assert count(session, Consent) == 0
+
+
+def test_dnc_lifecycle(client: TestClient, session: Session, tenant: Tenant, other: Tenant) -> None:
+    added = client.post("/api/dnc", headers=tenant.headers, json={
+        "numbers": ["2015551000", "+1 (201) 555-1001", "garbage", "201.555.1000"], "source": "national_registry"})
+    assert added.status_code == 200, added.text
+    assert added.json() == {"added": 2, "rejected": [
+        {"index": 2, "number": "garbage", "error": "'garbage' is not a valid phone number (region US)"}]}
+    again = client.post("/api/dnc", headers=tenant.headers, json={"numbers": ["+12015551001"]})
+    assert again.json() == {"added": 0, "rejected": []}
+    client.post("/api/dnc", headers=other.headers, json={"numbers": ["+12015551000", "+14155550100"]})
+
+    page = client.get("/api/dnc", headers=tenant.headers).json()
+    assert page["total"] == 2 and {n["number"] for n in page["numbers"]} == {"+12015551000", "+12015551001"}
+    assert {n["source"] for n in page["numbers"]} == {"national_registry"}
+    assert client.get("/api/dnc", params={"search": "(201) 555-1001"}, headers=tenant.headers).json()["total"] == 1
+    assert client.get("/api/dnc", params={"limit": 1}, headers=tenant.headers).json()["total"] == 2
+
+    spelled = quote("+1 (201) 555-1000", safe="")
+    assert client.delete(f"/api/dnc/{quote('+14155550100', safe='')}", headers=tenant.headers).status_code == 404
+    assert client.delete(f"/api/dnc/{spelled}", headers=tenant.headers).status_code == 204
+    assert client.delete(f"/api/dnc/{spelled}", headers=tenant.headers).status_code == 404
+    assert client.delete("/api/dnc/2015551001", headers=tenant.headers).status_code == 204
+    assert client.delete("/api/dnc/not-a-number", headers=tenant.headers).status_code == 404
+    assert client.get("/api/dnc", headers=tenant.headers).json()["total"] == 0
+    # the other business's list is untouched by all of that
+    assert {n["number"] for n in client.get("/api/dnc", headers=other.headers).json()["numbers"]} == {
+        "+12015551000", "+14155550100"}
+    assert count(session, DncNumber) == 2
+
+
+def test_dnc_refuses_bad_bodies(client: TestClient, session: Session, tenant: Tenant) -> None:
+    for body, field in (({"numbers": []}, "numbers"), ({"numbers": "2015551000"}, "numbers"),
+                        ({"numbers": [2015551000]}, "numbers.0"), ({"numbers": ["2015551000"], "source": "x"},
+                                                                    "source"), ({}, "numbers")):
+        response = client.post("/api/dnc", headers=tenant.headers, json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["errors"][0]["field"] == field, (body, response.json())
+    assert client.delete(f"/api/dnc/{'1' * 65}", headers=tenant.headers).status_code == 422
+    assert count(session, DncNumber) == 0
+
+
+def _recipients(session: Session, campaign: Campaign, phones: list[str]) -> None:
+    session.rollback()
+    for phone in phones:
+        session.add(CampaignRecipient(id=uuid.uuid4(), campaign_id=campaign.id, profile_id=campaign.profile_id,
+                                      contact_key=phone, customer_phone=phone, status="pending", response_data={}))
+    row = session.get(Campaign, campaign.id)
+    assert row is not None
+    row.selection_report = {"selected": len(phones), "suppressed_by": {"no_consent": 2, "dnc": 1}}
+    session.commit()
+
+
+def test_campaign_compliance(client: TestClient, session: Session, tenant: Tenant, other: Tenant) -> None:
+    profile = session.get(Profile, tenant.profile_id)
+    assert profile is not None
+    profile.consent_policy = "us_tcpa"  # the policy a business starts with; the tenant fixture vouches itself
+    session.commit()
+    campaign = make_campaign(session, tenant, method="call")
+    _recipients(session, campaign, ["+13055550101", "+14055550102", "+14105550103", "+12125550104"])
+    response = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["policy"] == "us_tcpa" and body["selected"] == 4
+    assert body["suppressed_by"] == {"opted_out": 0, "no_consent": 2, "dnc": 1, "no_contact": 0}
+    assert {state: entry["recipients"] for state, entry in body["by_state"].items()} == {"FL": 1, "OK": 1, "MD": 1}
+    assert body["by_state"]["MD"]["hours"] == "08:00–20:00" and body["by_state"]["MD"]["cap_per_24h"] == 3
+    assert body["by_state"]["MD"]["cap_counts_texts"] is True
+    assert "§ 501.616" in body["by_state"]["FL"]["source"]
+
+    refused = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=other.headers)
+    assert refused.status_code == 404 and refused.json()["detail"].startswith("No such")
+    assert client.get(f"/api/campaigns/{uuid.uuid4()}/compliance", headers=tenant.headers).status_code == 404
+    assert len(recipients_of(session, campaign.id)) == 4  # a read: nothing changed
+
+
+def test_the_new_routes_are_documented(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for method, path, success in (("post", "/api/consents", "201"), ("get", "/api/consents", "200"),
+                                  ("delete", "/api/consents/{id}", "204"), ("post", "/api/dnc", "200"),
+                                  ("get", "/api/dnc", "200"), ("delete", "/api/dnc/{number}", "204"),
+                                  ("get", "/api/campaigns/{id}/compliance", "200")):
+        operation = paths[path][method]
+        assert success in operation["responses"] and operation["summary"] and operation["description"]
+        assert operation["security"] == [{"HTTPBearer": []}]
+        assert {"401", "422"} <= set(operation["responses"])
+        if "{" in path:
+            assert "404" in operation["responses"]
+        assert client.request(method.upper(), path.replace("{id}", str(uuid.uuid4())).replace("{number}", "1"),
+                              json={}).status_code == 401

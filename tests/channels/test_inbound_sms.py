@@ -1,0 +1,237 @@
+"""The inbound-text policy every SMS provider shares (:mod:`core.inbound_sms`): what a text says — tables
+of real-looking messages both ways, no database — and what it does to which businesses (both backends)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core import inbound_sms
+from core.inbound_sms import OPT_IN, OPT_OUT, REPLY, InboundText, Texter, concerned, meaning
+from core.models import CampaignRecipient, OptOut, OutreachAttempt, OutreachEvent, Profile
+from core.optouts import record_opt_out
+from tests.channels import helpers as h
+
+# --- what a text says ----------------------------------------------------------------------------------------
+
+OPT_OUTS = [
+    # the words FCC 24-24 names, and the carriers' keywords, however they are typed
+    "STOP", "stop", "Stop.", "  STOPALL ", "stop all", "unsubscribe", "Cancel", "END", "quit", "REVOKE", "optout",
+    "opt out", "Opt-Out", "STOP!", "STOP🛑", "Stoppp", "unsub", "Stop please", "Cancel please", "STOP NOW!!!",
+    # plainly asking, with politeness, punctuation and emoji around it
+    "please stop", "Please stop texting me!! 😡", "Who is this? Stop texting me", "stop messaging me",
+    "Stop sending me these", "Can you stop texting me", "You can stop texting me now, thanks", "i said stop",
+    "Thanks but stop", "love you guys but please stop", "stop it", "remove me", "Remove me from your list please",
+    "Hi, please remove me from this list. Thank you.", "take me off your list", "take my number off your list",
+    "delete my number", "don't text me", "Do not text me again", "DONT TEXT ME", "never text me again",
+    "Don't contact me", "leave me alone", "Leave me alone 🙄", "No more texts please", "please no more messages",
+    "I want to unsubscribe", "I’d like to opt out", "i don't want these texts", "I do not want any more messages",
+    "Unsubscribe me", "opt me out", "Wrong number", "wrong number, this is Dave", "no más", "Alto", "basta",
+]
+REPLIES = [
+    # "stop", "end", "cancel" … in another sense
+    "can't stop smiling, see you Saturday", "Don't stop sending me deals, love them", "I'll stop by tomorrow",
+    "Stop by at 3?", "Will you stop by the shop?", "I couldn't stop laughing", "My kids never stop asking about you",
+    "See you at the end of the month", "the end", "no end in sight", "Cancel my 3pm appointment",
+    "Can I end my membership and rejoin later?", "quitting smoking so I need the massage lol", "unstoppable deal",
+    "Don't stop!", "Remove the gel polish too?", "sign me up!",
+    # ordinary answers
+    "Yes please! Can I come in on Saturday?", "Sounds great, book me in for next week.", "👍", "ok", "Thanks!",
+    "Maybe later, busy month.", "No thanks", "Who is this?", "yes but not this month", "not interested right now",
+]
+
+
+@pytest.mark.parametrize("text", OPT_OUTS)
+def test_a_request_to_stop_opts_out(text):
+    said = meaning(text)
+    assert said.kind == OPT_OUT, text
+    assert said.rule in {rule.name for rule in inbound_sms.REVOCATION}
+
+
+@pytest.mark.parametrize("text", REPLIES)
+def test_stop_in_another_sense_is_a_reply(text):
+    assert meaning(text).kind == REPLY, text
+
+
+def test_every_rule_cites_its_source_and_is_used():
+    for rule in inbound_sms.REVOCATION:
+        assert "FCC 24-24" in rule.source or "CTIA" in rule.source, rule.name
+    used = {meaning(text).rule for text in OPT_OUTS}
+    assert used == {rule.name for rule in inbound_sms.REVOCATION}
+
+
+@pytest.mark.parametrize(("text", "opted_out", "hint", "kind"), [
+    ("START", False, None, OPT_IN),
+    ("unstop", True, None, OPT_IN),
+    ("Start.", False, None, OPT_IN),
+    ("YES", True, None, OPT_IN),  # yes from a number that opted out: back in
+    ("y", True, None, OPT_IN),
+    ("YES", False, None, REPLY),  # yes to the offer
+    ("Yes stop", True, None, OPT_OUT),
+    ("HELP", False, None, inbound_sms.HELP),
+    ("info", True, None, inbound_sms.HELP),
+    ("Arrêt", False, "STOP", OPT_OUT),  # the provider's own reading (Twilio Advanced Opt-Out)
+    ("go", False, "START", OPT_IN),
+    ("starting monday?", False, None, REPLY),
+])
+def test_opting_back_in_and_asking_for_help(text, opted_out, hint, kind):
+    assert meaning(text, opted_out=opted_out, hint=hint).kind == kind
+
+
+SHARED_A, SHARED_B, OWN_C, OWN_MG = (Texter(uuid.uuid4(), uuid.uuid4(), None), Texter(uuid.uuid4(), None, None),
+                                     Texter(uuid.uuid4(), uuid.uuid4(), "+1 (201) 555-0777"),
+                                     Texter(uuid.uuid4(), uuid.uuid4(), "MG" + "b" * 32))
+ALL = [SHARED_A, SHARED_B, OWN_C, OWN_MG]
+
+
+@pytest.mark.parametrize(("to", "service", "owned", "expected"), [
+    ("+12015550100", None, False, [SHARED_A, SHARED_B]),  # the platform's number: everyone on it
+    ("12015550777", None, True, [OWN_C]),  # a business's own number (Vonage writes no "+"): that business
+    ("+12015550777", None, True, [OWN_C]),
+    ("+12015550999", "MG" + "b" * 32, True, [OWN_MG]),  # a number of the business's own messaging service
+    ("+12015550999", "MG" + "a" * 32, False, [SHARED_A, SHARED_B]),  # the platform's service
+    (None, None, False, ALL),  # nobody can tell which sender: everyone
+])
+def test_which_businesses_a_text_concerns(to, service, owned, expected):
+    assert concerned(ALL, to=to, service=service, owned=owned) == expected
+
+
+def test_senders_compare_as_the_providers_write_them():
+    assert inbound_sms.sender_key("+1 (201) 555-0777") == inbound_sms.sender_key("12015550777") == "12015550777"
+    assert inbound_sms.sender_key("BellaVista") == inbound_sms.sender_key("bellavista")
+    assert inbound_sms.sender_key("  ") is None
+
+
+# --- what it does -------------------------------------------------------------------------------------------------
+
+PHONE = "+12125550101"
+PLATFORM = "+12015550100"
+OWN = "+12015550777"
+
+
+def _texted(session: Session, profile: Profile, phone: str, now: datetime, *, minutes_ago: float) -> uuid.UUID:
+    """A campaign of ``profile`` whose text to ``phone`` was accepted ``minutes_ago``; its recipient."""
+    h.add_leads(session, profile, [{"phone": phone, "name": "Ann Lee"}], now=now)
+    cid = h.campaign(session, profile, method="sms", now=now)
+    recipient = session.scalars(select(CampaignRecipient).where(CampaignRecipient.campaign_id == cid)).one()
+    session.add(OutreachAttempt(
+        id=uuid.uuid4(), profile_id=profile.id, campaign_id=cid, recipient_id=recipient.id, step=0, attempt_no=1,
+        channel="sms", provider="vonage", idempotency_key=f"reengage/{recipient.id}/0", outcome="accepted",
+        provider_message_id=uuid.uuid4().hex[:16], detail={}, started_at=now - timedelta(minutes=minutes_ago),
+        completed_at=now - timedelta(minutes=minutes_ago)))
+    session.flush()
+    return recipient.id
+
+
+@pytest.fixture
+def shops(session, now):
+    """Two businesses on the platform's sender and one with its own number, each having texted PHONE."""
+    out = {}
+    for i, (name, sender) in enumerate((("Bella Vista", None), ("Studio Nine", None), ("Own Number Spa", OWN))):
+        # a business row (no login: the policy needs none, and hashing a password is slow)
+        profile = Profile(id=uuid.uuid4(), business_name=name, email=f"owner{i}@{uuid.uuid4().hex[:8]}.example",
+                          phone=f"+1201555018{i}", sms_from=sender, consent_policy="none")
+        session.add(profile)
+        session.flush()
+        out[name] = (profile, _texted(session, profile, PHONE, now, minutes_ago=30 - i))
+    session.commit()
+    return out
+
+
+def _text(body: str, *, to: str | None = PLATFORM, sender: str = PHONE) -> InboundText:
+    return InboundText(provider="vonage", message_id=uuid.uuid4().hex, sender=sender.removeprefix("+"), to=to,
+                       text=body)
+
+
+def _stopped(session: Session) -> dict[str, str]:
+    rows = session.execute(select(Profile.business_name, OptOut.source).join(OptOut, OptOut.profile_id == Profile.id)
+                           .where(OptOut.contact == PHONE, OptOut.channel == "sms")).all()
+    session.commit()
+    return dict(rows)
+
+
+def test_stop_to_the_platforms_number_reaches_the_businesses_that_share_it(session, shops, now):
+    done = inbound_sms.handle(session, _text("Please stop texting me"), now=now)
+    assert done.kind == OPT_OUT and not done.replayed
+    assert done.reply == ("You're unsubscribed from Studio Nine and Bella Vista and will get no more texts. "
+                          "Reply START to resubscribe.")
+    assert _stopped(session) == {"Bella Vista": "sms_stop", "Studio Nine": "sms_stop"}
+    for name in ("Bella Vista", "Studio Nine"):
+        assert session.get(CampaignRecipient, shops[name][1]).status == "opted_out"
+    assert session.get(CampaignRecipient, shops["Own Number Spa"][1]).status != "opted_out"
+
+
+def test_stop_to_a_businesss_own_number_reaches_that_business_alone(session, shops, now):
+    done = inbound_sms.handle(session, _text("STOP", to=OWN.removeprefix("+")), now=now)
+    assert "Own Number Spa" in done.reply and "Bella Vista" not in done.reply
+    assert _stopped(session) == {"Own Number Spa": "sms_stop"}
+    assert done.owner == shops["Own Number Spa"][0].id
+    # START to the platform's number does not undo it; START to the business's number does
+    inbound_sms.handle(session, _text("START"), now=now)
+    assert _stopped(session) == {"Own Number Spa": "sms_stop"}
+    back = inbound_sms.handle(session, _text("start", to=OWN), now=now)
+    assert back.kind == OPT_IN and "Own Number Spa" in back.reply and _stopped(session) == {}
+
+
+def test_stop_to_an_own_number_that_has_not_texted_the_customer_yet(session, shops, now):
+    stranger = "+13125550199"
+    done = inbound_sms.handle(session, _text("unsubscribe", to=OWN, sender=stranger), now=now)
+    assert done.kind == OPT_OUT and done.owner == shops["Own Number Spa"][0].id
+    owner = shops["Own Number Spa"][0].id
+    assert session.scalars(select(OptOut.source).where(OptOut.contact == stranger, OptOut.profile_id == owner)
+                           ).all() == ["sms_stop"]
+    assert session.scalar(select(OptOut.id).where(OptOut.contact == stranger, OptOut.profile_id != owner)) is None
+
+
+def test_start_undoes_only_what_stop_did(session, shops, now):
+    inbound_sms.handle(session, _text("stop"), now=now)
+    bella = shops["Bella Vista"][0]
+    session.execute(OptOut.__table__.delete().where(OptOut.profile_id == bella.id))
+    record_opt_out(session, profile_id=bella.id, contact=PHONE, channel="sms", source="manual")
+    done = inbound_sms.handle(session, _text("YES"), now=now)  # yes, from a number that opted out
+    assert done.kind == OPT_IN and "Studio Nine" in done.reply
+    assert _stopped(session) == {"Bella Vista": "manual"}
+
+
+def test_a_replay_changes_nothing(session, shops, now):
+    text = _text("stop")
+    inbound_sms.handle(session, text, now=now)
+    inbound_sms.handle(session, _text("START"), now=now)
+    again = inbound_sms.handle(session, text, now=now)
+    assert again.replayed and again.kind == OPT_OUT
+    assert _stopped(session) == {}
+
+
+def test_help_names_the_business_that_texted_last_from_that_number(session, shops, now):
+    done = inbound_sms.handle(session, _text("HELP"), now=now)
+    assert done.reply == "Studio Nine. Call us at +12015550181. Reply STOP to opt out."
+    own = inbound_sms.handle(session, _text("info", to=OWN), now=now)
+    assert own.reply == "Own Number Spa. Call us at +12015550182. Reply STOP to opt out."
+    nobody = inbound_sms.handle(session, _text("help", sender="+13125550199"), now=now)
+    assert nobody.reply == "Reply STOP to opt out of these texts."
+    assert _stopped(session) == {}
+
+
+def test_replies_go_to_the_latest_text_from_the_number_written_to(session, shops, now):
+    done = inbound_sms.handle(session, _text("Sounds great, book me in for Saturday 👍"), now=now)
+    assert done.kind == REPLY and done.reply is None and _stopped(session) == {}
+    studio = session.get(CampaignRecipient, shops["Studio Nine"][1], populate_existing=True)
+    assert studio.responded_at is not None and studio.converted
+    assert studio.response_data["reply"] == "Sounds great, book me in for Saturday 👍"
+    for name in ("Bella Vista", "Own Number Spa"):
+        assert session.get(CampaignRecipient, shops[name][1], populate_existing=True).responded_at is None
+    own = inbound_sms.handle(session, _text("Who is this?", to=OWN), now=now)
+    assert own.kind == REPLY
+    spa = session.get(CampaignRecipient, shops["Own Number Spa"][1], populate_existing=True)
+    assert spa.responded_at is not None and not spa.converted
+    assert session.scalars(select(OutreachEvent.type).where(OutreachEvent.provider == "vonage")
+                           .order_by(OutreachEvent.received_at)).all().count("replied") == 2
+
+
+def test_a_sender_that_is_not_a_phone_number_is_ignored(session, shops, now):
+    done = inbound_sms.handle(session, _text("STOP", sender="VONAGE"), now=now)
+    assert done.kind == inbound_sms.IGNORED and done.reply is None and _stopped(session) == {}
