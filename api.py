@@ -12,16 +12,18 @@ their own, batch by batch.)
 
 from __future__ import annotations
 
+import io
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from api_edge import (
@@ -37,34 +39,82 @@ from api_edge import (
     responses,
     strict_body,
 )
-from core import accounts, campaigns, clicks, exports, optouts, results, targeting, unsubscribe
+from core import (
+    accounts,
+    campaigns,
+    clicks,
+    compliance,
+    consents,
+    customers,
+    dnc,
+    exports,
+    leads,
+    optouts,
+    results,
+    senders,
+    targeting,
+    unsubscribe,
+    webhook_delivery,
+    webhook_endpoints,
+)
 from core.api_schemas import (
     AddRecipients,
     AudiencePreview,
     AudiencePreviewRequest,
+    CampaignCompliance,
     CampaignDetail,
     CampaignPage,
     CampaignResults,
     CampaignStatus,
+    ChannelModeOut,
+    ConsentCreate,
+    ConsentOut,
+    ConsentPage,
+    CustomerDetailOut,
+    CustomerOut,
+    CustomerPage,
+    DncAdd,
+    DncAdded,
+    DncNumberOut,
+    DncPage,
     ErrorBody,
+    FileImported,
     Health,
+    LeadsImported,
+    LeadsIn,
+    LeadStatuses,
+    LeadStatusOut,
     OptOutCreate,
     OptOutOut,
     OptOutPage,
     PassReport,
+    ProfileOut,
+    ProfileUpdate,
     RecipientPage,
     RecipientsAdded,
     RecipientStatus,
     Selection,
     UtcDateTime,
     WebhookAck,
+    WebhookDeliveryOut,
+    WebhookDeliveryPage,
+    WebhookEndpointCreate,
+    WebhookEndpointCreated,
+    WebhookEndpointList,
+    WebhookEndpointOut,
 )
 from core.config import Settings, get_settings
+from core.errors import Invalid
 from core.logs import configure_logging
+from core.models import Profile
 from core.schemas import CampaignCreate, CampaignOut, CampaignType, CampaignUpdate, RecipientOut
+from core.webhooks import postmark as postmark_hooks
 from core.webhooks import resend as resend_hooks
+from core.webhooks import sendgrid as sendgrid_hooks
+from core.webhooks import ses as ses_hooks
 from core.webhooks import twilio as twilio_hooks
 from core.webhooks import vapi as vapi_hooks
+from core.webhooks import vonage as vonage_hooks
 
 log = logging.getLogger(__name__)
 
@@ -207,10 +257,8 @@ def list_recipients(
                       summary="A campaign's results")
 def campaign_results(id: CampaignId, session: DbSession, profile_id: ProfileId) -> Any:
     """Counters, response and conversion rates, per variant and per channel, counted from the
-    recipients at the moment of the request (the stored summary is brought up to date too)."""
-    outcome = results.campaign_results(session, profile_id=profile_id, campaign_id=id)
-    results.refresh_campaign_results(session, campaign_id=id)
-    return outcome.as_dict()
+    recipients at the moment of the request (a read: nothing is written)."""
+    return results.campaign_results(session, profile_id=profile_id, campaign_id=id).as_dict()
 
 
 @campaigns_router.get(
@@ -241,8 +289,9 @@ def preview_audience(body: AudiencePreviewRequest, session: DbSession, profile_i
         session, profile_id=profile_id, target_criteria=body.target_criteria,
         outreach_method=body.outreach_method,
         steps=[s.model_dump(mode="json") for s in body.steps] if body.steps else None,
-        sample_size=body.sample_size)
-    return AudiencePreview(count=preview.count, suppressed=preview.suppressed, sample=preview.sample)  # type: ignore[arg-type]
+        sample_size=body.sample_size, campaign_type=body.campaign_type)
+    return AudiencePreview(count=preview.count, suppressed=preview.suppressed,  # type: ignore[arg-type]
+                           suppressed_by=preview.suppressed_by, sample=preview.sample)
 
 
 # --- /api/opt-outs --------------------------------------------------------------------------------------
@@ -255,10 +304,10 @@ opt_outs_router = APIRouter(prefix="/api/opt-outs", tags=["opt-outs"], route_cla
                       summary="Record an opt-out")
 def create_opt_out(body: OptOutCreate, session: DbSession, profile_id: ProfileId) -> Any:
     """Stop contacting a phone number or e-mail address on a channel (or on all). Recording the
-    same opt-out twice keeps the first."""
-    profile = accounts.get_profile(session, profile_id=profile_id)
+    same opt-out twice keeps the first. A phone number without its country code is read in the
+    business's country."""
     return optouts.record_opt_out(session, profile_id=profile_id, contact=body.contact, channel=body.channel,
-                                  source="manual", reason=body.reason, region=profile.default_region)
+                                  source="manual", reason=body.reason)
 
 
 @opt_outs_router.get("", response_model=OptOutPage, responses=responses(), summary="List opt-outs")
@@ -285,24 +334,263 @@ def delete_opt_out(id: OptOutId, session: DbSession, profile_id: ProfileId) -> R
 
 leads_router = APIRouter(prefix="/api", tags=["customers"], route_class=ApiRoute,
                          dependencies=[Depends(strict_body)])
+CustomerId = Annotated[uuid.UUID, Path(description="The customer's id.")]
+_TOO_MANY_LEADS = (f"Send at most {leads.MAX_API_LEADS:,} leads in one request; split them into several "
+                   "requests.")
+
+
+@leads_router.post("/leads", status_code=201, response_model=LeadsImported, responses=responses(*BODY),
+                   summary="Record leads from another system")
+def create_leads(body: LeadsIn, session: DbSession, profile_id: ProfileId) -> Any:
+    """Leads a CONNEXT voice agent, a CRM or a booking tool recorded, 1 to 10,000 at a time. All or
+    nothing: one invalid lead refuses the request (422 naming `leads.<index>.<field>`) unless
+    `skip_invalid`. A lead of a customer a campaign reached within its window converts that campaign's
+    recipient and counts as a return. Identical leads sent again are skipped as `duplicates`."""
+    if len(body.leads) > leads.MAX_API_LEADS:
+        raise HTTPException(413, _TOO_MANY_LEADS)
+    report = leads.add_leads(session, profile_id=profile_id, skip_invalid=body.skip_invalid,
+                             leads=[lead.model_dump() for lead in body.leads])
+    return report.as_dict()
+
+
+_MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "string", "format": "binary",
+                 "description": "The CSV file: a header row, then one lead per row (UTF-8 or Windows-1252; "
+                                "comma, semicolon or tab)."},
+        "skip_invalid": {"type": "boolean", "default": False,
+                         "description": "Import the good rows and list the bad ones, instead of importing "
+                                        "nothing when a row is bad."},
+        "mapping": {"type": "string", "description": "JSON object of lead field to column name, for columns "
+                                                     "whose name says nothing, e.g. {\"customer_phone\": "
+                                                     "\"Mobile No\"}."}}}}}}}
+
+
+@leads_router.post("/leads/import", status_code=201, response_model=FileImported, responses=responses(*BODY),
+                   summary="Import a CSV file of leads", openapi_extra=_MULTIPART_BODY)
+async def import_leads_file(request: Request, profile_id: ProfileId) -> Any:
+    """The command line's import over HTTP: columns are matched by name and synonyms (or `mapping`);
+    all or nothing unless `skip_invalid` (422 names every bad line as `line.<n>`)."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise HTTPException(415, "Send the file as multipart/form-data, in a field named 'file'.")
+    form = await request.form()
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise Invalid("attach the CSV file in a field named 'file'", field="file")
+    data = await upload.read()
+    skip_invalid = str(form.get("skip_invalid") or "").strip().lower() in ("true", "1", "yes", "on")
+    mapping = leads.mapping_from_text(str(form.get("mapping") or "") or None)
+
+    def work(session: Session) -> Any:
+        report = leads.import_leads(session, profile_id=profile_id, source=io.BytesIO(data), mapping=mapping,
+                                    skip_invalid=skip_invalid)
+        return (report if skip_invalid else leads.refuse_rejected(report)).as_dict()
+
+    return await run_in_threadpool(_transaction, request, work)
+
+
+@leads_router.get("/lead-statuses", response_model=LeadStatuses, responses=responses(),
+                  summary="The business's lead statuses")
+def lead_statuses(session: DbSession, profile_id: ProfileId) -> Any:
+    """Every status the business's leads carry (its own words: Booked, Lost, …), as most often written,
+    with how many customers' most recent lead has it — what `target_criteria.status` matches."""
+    return LeadStatuses(statuses=[LeadStatusOut.model_validate(s)
+                                  for s in customers.lead_statuses(session, profile_id=profile_id)])
+
+
+@leads_router.get("/customers", response_model=CustomerPage, responses=responses(), summary="List customers")
+def list_customers(
+    session: DbSession, profile_id: ProfileId,
+    search: Annotated[str | None, Query(max_length=200, description="Part of a name, phone or e-mail of any of "
+                                                                    "the customer's leads.")] = None,
+    status: Annotated[str | None, Query(max_length=50, description="Status of their most recent lead (case "
+                                                                   "and surrounding spaces ignored).")] = None,
+    limit: Limit = 50, offset: Offset = 0,
+) -> Any:
+    """The business's customers, most recently in touch first, a page at a time."""
+    rows, total = customers.search_customers(session, profile_id=profile_id, search=search, status=status,
+                                             limit=limit, offset=offset)
+    return CustomerPage(customers=[CustomerOut.model_validate(c) for c in rows], total=total, limit=limit,
+                        offset=offset)
+
+
+@leads_router.get("/customers/{id}", response_model=CustomerDetailOut, responses=responses(404),
+                  summary="Get a customer")
+def get_customer(id: CustomerId, session: DbSession, profile_id: ProfileId) -> Any:
+    """The customer with their leads, the campaigns they were in and what each sent them (read from the
+    attempt log), their opt-outs and consents."""
+    return CustomerDetailOut.model_validate(customers.customer_detail(session, profile_id=profile_id,
+                                                                      customer_id=id))
 
 
 # --- /api/consents, /api/dnc, /api/campaigns/{id}/compliance ---------------------------------------------
 
 compliance_router = APIRouter(prefix="/api", tags=["compliance"], route_class=ApiRoute,
                               dependencies=[Depends(strict_body)])
+ConsentId = Annotated[uuid.UUID, Path(description="The consent's id.")]
+DncNumberPath = Annotated[str, Path(min_length=1, max_length=64, description=(
+    "The number in any format that reads as one on the list (URL-encoded: `%2B13055550101` for +13055550101)."))]
+
+
+@compliance_router.post("/consents", status_code=201, response_model=ConsentOut, responses=responses(*BODY),
+                        summary="Record a consent")
+def create_consent(body: ConsentCreate, session: DbSession, profile_id: ProfileId) -> Any:
+    """Record that a customer agreed to be reached on a channel (or on all), at a level, with its proof.
+    The contact is normalized; `captured_at` may not lie in the future. Sending the very same record
+    again returns the first."""
+    return consents.record_consent(session, profile_id=profile_id, contact=body.contact, channel=body.channel,
+                                   level=body.level, source=body.source, proof=body.proof,
+                                   captured_at=body.captured_at)
+
+
+@compliance_router.get("/consents", response_model=ConsentPage, responses=responses(), summary="List consents")
+def list_consents(
+    session: DbSession, profile_id: ProfileId,
+    search: Annotated[str | None, Query(max_length=200, description="Part of a phone or e-mail.")] = None,
+    limit: Limit = 50, offset: Offset = 0,
+) -> Any:
+    """The business's consent records, revoked ones included (with `revoked_at`), newest first."""
+    rows, total = consents.list_consents(session, profile_id=profile_id, search=search, limit=limit, offset=offset)
+    return ConsentPage(consents=[ConsentOut.model_validate(c) for c in rows], total=total, limit=limit,
+                       offset=offset)
+
+
+@compliance_router.delete("/consents/{id}", status_code=204, response_class=Response, responses=responses(404),
+                          summary="Revoke a consent")
+def revoke_consent(id: ConsentId, session: DbSession, profile_id: ProfileId) -> Response:
+    """The customer withdrew their consent: the record is kept with `revoked_at` and no longer counts
+    from the next send on. Revoking it again changes nothing."""
+    consents.revoke_consent(session, profile_id=profile_id, consent_id=id)
+    return Response(status_code=204)
+
+
+@compliance_router.post("/dnc", response_model=DncAdded, responses=responses(*BODY),
+                        summary="Add numbers to the do-not-call list")
+def add_dnc_numbers(body: DncAdd, session: DbSession, profile_id: ProfileId) -> Any:
+    """Numbers on the list are never called or texted. Any format is read, ten-digit registry lines
+    included; entries that are not phone numbers are listed in `rejected` and the others added.
+    Adding a number already on the list changes nothing."""
+    return dnc.add_numbers(session, profile_id=profile_id, numbers=body.numbers, source=body.source).as_dict()
+
+
+@compliance_router.get("/dnc", response_model=DncPage, responses=responses(), summary="List the do-not-call list")
+def list_dnc_numbers(
+    session: DbSession, profile_id: ProfileId,
+    search: Annotated[str | None, Query(max_length=200, description="Digits anywhere in the number.")] = None,
+    limit: Limit = 50, offset: Offset = 0,
+) -> Any:
+    """The business's do-not-call list, newest first."""
+    rows, total = dnc.list_numbers(session, profile_id=profile_id, search=search, limit=limit, offset=offset)
+    return DncPage(numbers=[DncNumberOut.model_validate(n) for n in rows], total=total, limit=limit, offset=offset)
+
+
+@compliance_router.delete("/dnc/{number}", status_code=204, response_class=Response, responses=responses(404),
+                          summary="Remove a number from the do-not-call list")
+def remove_dnc_number(number: DncNumberPath, session: DbSession, profile_id: ProfileId) -> Response:
+    """Calls and texts may reach the number again (other rules still apply)."""
+    dnc.remove_number(session, profile_id=profile_id, number=number)
+    return Response(status_code=204)
+
+
+@compliance_router.get("/campaigns/{id}/compliance", response_model=CampaignCompliance, responses=responses(404),
+                       summary="What the law asks of a campaign")
+def campaign_compliance(id: CampaignId, session: DbSession, profile_id: ProfileId) -> Any:
+    """The consent policy, who the selection left out and why, and, for calls and texts, the states
+    with their own rules where the campaign has recipients: their hours and their cap per 24 hours."""
+    return compliance.campaign_compliance(session, profile_id=profile_id, campaign_id=id)
 
 
 # --- /api/webhook-endpoints --------------------------------------------------------------------------------
 
 endpoints_router = APIRouter(prefix="/api/webhook-endpoints", tags=["events out"], route_class=ApiRoute,
                              dependencies=[Depends(strict_body)])
+EndpointId = Annotated[uuid.UUID, Path(description="The endpoint's id.")]
+
+
+@endpoints_router.post("", status_code=201, response_model=WebhookEndpointCreated, responses=responses(409, *BODY),
+                       summary="Add a webhook endpoint")
+def create_webhook_endpoint(body: WebhookEndpointCreate, request: Request, session: DbSession,
+                            profile_id: ProfileId) -> Any:
+    """Post the chosen events to `url`, signed per Standard Webhooks. The answer carries the signing
+    `secret`, shown only this once. A URL that is not http(s), or whose host is (or resolves to) a loopback or
+    private address, is refused (422)."""
+    endpoint, secret = webhook_endpoints.create_endpoint(session, profile_id=profile_id, url=body.url,
+                                                         events=body.events, description=body.description,
+                                                         settings=_settings(request))
+    return WebhookEndpointCreated(**WebhookEndpointOut.model_validate(endpoint).model_dump(), secret=secret)
+
+
+@endpoints_router.get("", response_model=WebhookEndpointList, responses=responses(),
+                      summary="List webhook endpoints")
+def list_webhook_endpoints(session: DbSession, profile_id: ProfileId) -> Any:
+    """The business's endpoints (without their secrets)."""
+    rows = webhook_endpoints.list_endpoints(session, profile_id=profile_id)
+    return WebhookEndpointList(endpoints=[WebhookEndpointOut.model_validate(e) for e in rows])
+
+
+@endpoints_router.delete("/{id}", status_code=204, response_class=Response, responses=responses(404),
+                         summary="Delete a webhook endpoint")
+def delete_webhook_endpoint(id: EndpointId, session: DbSession, profile_id: ProfileId) -> Response:
+    """Stop posting events there; its deliveries, also those not made yet, are dropped."""
+    webhook_endpoints.delete_endpoint(session, profile_id=profile_id, endpoint_id=id)
+    return Response(status_code=204)
+
+
+@endpoints_router.get("/{id}/deliveries", response_model=WebhookDeliveryPage, responses=responses(404),
+                      summary="An endpoint's delivery log")
+def webhook_deliveries(id: EndpointId, session: DbSession, profile_id: ProfileId, limit: Limit = 50,
+                       offset: Offset = 0) -> Any:
+    """Each event sent to the endpoint, newest first: delivered, pending (with its next attempt) or failed, how many
+    attempts, and the last answer's status code or error."""
+    rows, total = webhook_endpoints.list_deliveries(session, profile_id=profile_id, endpoint_id=id, limit=limit,
+                                                    offset=offset)
+    return WebhookDeliveryPage(deliveries=[WebhookDeliveryOut.model_validate(d) for d in rows], total=total,
+                               limit=limit, offset=offset)
+
+
+@endpoints_router.post("/{id}/test", response_model=WebhookDeliveryOut, responses=responses(404, 409),
+                       summary="Send a test event")
+def send_test_event(id: EndpointId, request: Request, profile_id: ProfileId) -> Any:
+    """Send the endpoint an event of the first type it receives, with example data and `"test": true`, right away
+    (waiting at most `WEBHOOK_TIMEOUT_SECONDS` for its answer), and return its log entry. Not taken: retried like
+    any event."""
+    entry = webhook_delivery.send_test_now(database(request).factory, profile_id=profile_id, endpoint_id=id,
+                                           settings=_settings(request))
+    return WebhookDeliveryOut.model_validate(entry)
 
 
 # --- /api/profile ------------------------------------------------------------------------------------------
 
 profile_router = APIRouter(prefix="/api/profile", tags=["profile"], route_class=ApiRoute,
                            dependencies=[Depends(strict_body)])
+
+
+def _profile_out(profile: Profile, settings: Settings) -> ProfileOut:
+    modes = senders.channel_modes(profile, settings)
+    fields = {name: getattr(profile, name) for name in ProfileOut.model_fields if hasattr(profile, name)}
+    return ProfileOut.model_validate({**fields, "secrets_set": senders.secrets_set(profile, settings), "channels": {
+        channel: ChannelModeOut(mode="live" if m.live else "sandbox", provider=m.provider, own_account=m.own_account,
+                                missing=senders.missing_in_words(m)) for channel, m in modes.items()}})
+
+
+@profile_router.get("", response_model=ProfileOut, responses=responses(), summary="Get the business profile")
+def get_profile(request: Request, session: DbSession, profile_id: ProfileId) -> Any:
+    """The business's profile: name, time zone, booking link, consent policy, who it sends as, prices, which
+    credentials are stored (`secrets_set`; their values are never returned) and per channel whether it is live."""
+    return _profile_out(accounts.get_profile(session, profile_id=profile_id), _settings(request))
+
+
+@profile_router.patch("", response_model=ProfileOut, responses=responses(*BODY), summary="Change the business profile")
+def update_profile(body: ProfileUpdate, request: Request, session: DbSession, profile_id: ProfileId) -> Any:
+    """Change what is given: a null (or empty) optional text clears it; credentials (`resend_api_key`,
+    `smtp_url`, `twilio_account_sid`, `twilio_auth_token`, `vonage_api_key`, `vonage_api_secret`, `vapi_api_key`,
+    …) are write-only: a value sets one (stored encrypted), empty or null clears it. Phone numbers are stored in
+    E.164. A bad value is refused (422) naming the field, and nothing changes."""
+    fields, secrets = body.changes()
+    settings = _settings(request)
+    profile = accounts.update_profile(session, profile_id=profile_id, **fields, secrets=secrets or None,
+                                      settings=settings)
+    return _profile_out(profile, settings)
 
 
 # --- service ----------------------------------------------------------------------------------------------
@@ -400,7 +688,92 @@ async def resend_webhook(request: Request) -> Any:
 # --- e-mail services' bounce and complaint webhooks (SES through SNS, SendGrid, Postmark) --------------
 
 
+@webhooks_router.post("/ses", response_model=WebhookAck, summary="Amazon SES notifications (through SNS)",
+                      responses={**_HOOK_RESPONSES, 503: {"model": ErrorBody, "description": (
+                          "The database, or SNS (for its signing certificate), cannot be reached; SNS retries.")}})
+async def ses_webhook(request: Request) -> Any:
+    """Bounces, complaints and deliveries (and opens and clicks with event publishing) of e-mails sent through
+    Amazon SES, posted by SNS. The SNS signature (version 1 or 2) is checked against the certificate at
+    `SigningCertURL` (an https URL of `sns.<region>.amazonaws.com`), and `TopicArn` must be in `SES_TOPIC_ARNS`.
+    A subscription confirmation of such a topic is confirmed at once."""
+    settings, body = _settings(request), await request.body()
+    sns = getattr(request.app.state, "sns_client", None)
+    message = await run_in_threadpool(lambda: ses_hooks.verify(settings=settings, body=body, client=sns))
+    if await run_in_threadpool(lambda: ses_hooks.confirm_subscription(message, client=sns)):
+        return {"received": 0, "applied": 0, "replayed": 0, "ignored": 0}
+    report = await run_in_threadpool(_transaction, request, lambda s: ses_hooks.handle(s, message=message))
+    return report.as_dict()
+
+
+@webhooks_router.post("/sendgrid", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="SendGrid Event Webhook")
+async def sendgrid_webhook(request: Request) -> Any:
+    """Deliveries, bounces, drops, complaints, unsubscribes, opens and clicks of e-mails sent through SendGrid: a
+    JSON array of events, signed with ECDSA (`X-Twilio-Email-Event-Webhook-Signature` over
+    `X-Twilio-Email-Event-Webhook-Timestamp` + body) for `SENDGRID_WEBHOOK_PUBLIC_KEY`; a timestamp more than ten
+    minutes off is refused."""
+    settings, body = _settings(request), await request.body()
+    sendgrid_hooks.verify(settings=settings, headers=request.headers, body=body)
+    report = await run_in_threadpool(_transaction, request, lambda s: sendgrid_hooks.handle(s, body=body))
+    return report.as_dict()
+
+
+@webhooks_router.post("/postmark", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="Postmark webhooks")
+async def postmark_webhook(request: Request) -> Any:
+    """Bounces, spam complaints, deliveries, opens, clicks and subscription changes of e-mails sent through
+    Postmark. Postmark signs nothing: give it the URL `https://user:password@<host>/webhooks/postmark` with
+    `POSTMARK_WEBHOOK_USER` and `POSTMARK_WEBHOOK_PASSWORD` (HTTP basic authentication)."""
+    settings, body = _settings(request), await request.body()
+    try:
+        postmark_hooks.verify(settings=settings, headers=request.headers)
+    except postmark_hooks.SignatureError as exc:
+        return JSONResponse({"detail": exc.message, "errors": []}, status_code=401, headers=postmark_hooks.CHALLENGE)
+    report = await run_in_threadpool(_transaction, request, lambda s: postmark_hooks.handle(s, body=body))
+    return report.as_dict()
+
+
 # --- Vonage delivery receipts and inbound texts --------------------------------------------------------
+
+
+async def _vonage_params(request: Request) -> dict[str, Any]:
+    """The parameters of a Vonage webhook (GET query, POST form or JSON), once its `sig` is checked (else 401)."""
+    settings = _settings(request)
+    params = vonage_hooks.read_params(query=request.url.query, body=await request.body(),
+                                      content_type=request.headers.get("content-type"))
+    await run_in_threadpool(lambda: vonage_hooks.verify_request(params=params, settings=settings,
+                                                                factory=database(request).factory))
+    return params
+
+
+@webhooks_router.get("/vonage/status", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                     summary="Vonage delivery receipts (GET)")
+@webhooks_router.post("/vonage/status", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="Vonage delivery receipts")
+async def vonage_status_webhook(request: Request) -> Any:
+    """Delivery receipts of texts sent through Vonage's SMS API (`messageId`, `status`, `err-code`, `client-ref`),
+    by GET or POST (form or JSON), signed with `sig` (`VONAGE_SIGNATURE_SECRET`, `VONAGE_SIGNATURE_METHOD`); a
+    `timestamp` more than five minutes off is refused. A replayed receipt changes nothing."""
+    params = await _vonage_params(request)
+    report = await run_in_threadpool(_transaction, request, lambda s: vonage_hooks.handle_status(s, params=params))
+    return report.as_dict()
+
+
+@webhooks_router.get("/vonage/inbound", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                     summary="Texts customers send to a Vonage number (GET)")
+@webhooks_router.post("/vonage/inbound", response_model=WebhookAck, responses=_HOOK_RESPONSES,
+                      summary="Texts customers send to a Vonage number")
+async def vonage_inbound_webhook(request: Request) -> Any:
+    """A customer's text to a Vonage number (`msisdn`, `to`, `text`, `messageId`; the parts of a long text are
+    put together), signed like the receipts: STOP and any plain request to stop opt the number out of texts,
+    START opts it back in, HELP names the business, anything else is a response (a positive one a conversion).
+    The one reply is sent through the SMS API after this answer."""
+    settings, params = _settings(request), await _vonage_params(request)
+    done = await run_in_threadpool(_transaction, request,
+                                   lambda s: vonage_hooks.handle_inbound(s, params=params, settings=settings))
+    reply = done.reply
+    return JSONResponse(done.ack.as_dict(),
+                        background=BackgroundTask(vonage_hooks.send_reply, reply) if reply is not None else None)
 
 
 # pages for people (HTML), not part of the JSON API's document
@@ -429,7 +802,8 @@ def unsubscribe_now(token: str, request: Request) -> HTMLResponse:
 @pages_router.get("/c/{token}")
 def follow_tracked_link(token: str, request: Request) -> Response:
     """A tracked link of an e-mail: the click is recorded, then the browser goes where the link leads."""
-    url = _transaction(request, lambda s: clicks.follow(s, token=token, settings=_settings(request)))
+    url = _transaction(request, lambda s: clicks.follow(s, token=token, settings=_settings(request),
+                                                        user_agent=request.headers.get("user-agent")))
     if url is None:
         return HTMLResponse(unsubscribe.invalid_page(), status_code=404, headers=_NO_STORE)
     return RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
@@ -463,7 +837,35 @@ def create_app(*, engine: Engine | None = None, database_url: str | None = None,
         if database.owns_engine and database.engine is not None:
             database.engine.dispose()
 
-    app = FastAPI(title="CONNEXT Re-engagement API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    # the docs work offline: Swagger UI (5, for OpenAPI 3.1) and ReDoc are served from the files the pinned
+    # fastapi-offline package ships, never from a CDN (FastAPI's documented self-hosting of the docs)
+    from pathlib import Path as FilePath
+
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    docs_assets = FilePath(fastapi_offline.__file__).parent / "static"
+
+    app = FastAPI(title="CONNEXT Re-engagement API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.mount("/docs/assets", StaticFiles(directory=str(docs_assets)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path") or "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — Swagger UI",
+                                   swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url=f"{root}/docs/assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        root = str(request.scope.get("root_path") or "").rstrip("/")
+        return get_redoc_html(openapi_url=f"{root}{app.openapi_url}", title=f"{app.title} — ReDoc",
+                              redoc_js_url=f"{root}/docs/assets/redoc.standalone.js",
+                              redoc_favicon_url=f"{root}/docs/assets/favicon.png", with_google_fonts=False)
+
     app.state.database = database
     app.state.settings = settings
     install(app)

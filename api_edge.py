@@ -46,23 +46,35 @@ def error_response(status_code: int, detail: str, errors: list[dict[str, str]] |
     return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status_code, headers=headers)
 
 
+# routes that take many leads at once (up to 10,000 leads, or a CSV file) get a larger body limit
+BULK_MAX_BODY_BYTES = 20_000_000
+BULK_ROUTES = ("/api/leads", "/api/leads/import")
+
+
+def _bulk_limit() -> int:
+    return BULK_MAX_BODY_BYTES
+
+
 class BodyLimit:
     """Refuse request bodies above ``limit`` bytes with 413 before anything parses them.
 
     A declared ``Content-Length`` is checked first; a body without one (chunked)
     is read up to the limit and refused as soon as it goes over.  The bodies of
     this API are small, so an accepted body is buffered and handed on whole.
+    ``routes`` gives some paths a limit of their own (bulk lead imports).
     """
 
-    def __init__(self, app: ASGIApp, limit: Callable[[], int]) -> None:
+    def __init__(self, app: ASGIApp, limit: Callable[[], int],
+                 routes: Mapping[str, Callable[[], int]] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.routes = dict(routes or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit()
+        limit = self.routes.get(str(scope.get("path", "")).rstrip("/"), self.limit)()
         too_large = error_response(413, f"The request body is larger than {limit} bytes; send less at a time.",
                            [{"field": "body", "message": f"larger than {limit} bytes"}])
         declared = dict(scope.get("headers") or []).get(b"content-length")
@@ -318,7 +330,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(OperationalError, _database_busy)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(BodyLimit, limit=lambda: get_settings().api_max_body_bytes)
+    app.add_middleware(BodyLimit, limit=lambda: get_settings().api_max_body_bytes,
+                       routes=dict.fromkeys(BULK_ROUTES, _bulk_limit))
 
 
 def _integrity_error(request: Request, exc: Exception) -> JSONResponse:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
 from functools import lru_cache
@@ -20,11 +23,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.config import Settings
 from core.contacts import ContactError, normalize_email, normalize_phone
 from core.db import utcnow
 from core.errors import Conflict, FieldError, Invalid, NotFound
-from core.models import Agent, ApiKey, Profile, User
+from core.models import CONSENT_POLICIES, EMAIL_PROVIDERS, SMS_PROVIDERS, Agent, ApiKey, Profile, User
 from core.schemas import check_timezone
+from core.senders import SECRET_FIELDS, SECRET_LABELS, store_secrets
 
 _hasher = PasswordHasher()
 KEY_PREFIX = "cx_"
@@ -106,15 +111,143 @@ def profile_for_login(session: Session, *, email: str) -> uuid.UUID:
     return profile_id
 
 
+PRICE_FIELDS = ("price_per_sms_segment", "price_per_call_minute", "price_per_email")
+PRICE_MAX = 100.0
+_MESSAGING_SERVICE = re.compile(r"^MG[0-9a-fA-F]{32}$")
+_ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
+_PROVIDER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_FIELD_WORDS = {
+    "email_from": "The sender address (e-mail from)", "email_reply_to": "The reply-to address",
+    "email_from_name": "The sender name", "sms_from": "The SMS sender", "vapi_assistant_id": "The Vapi assistant id",
+    "vapi_phone_number_id": "The Vapi phone number id", "email_provider": "The e-mail provider",
+    "sms_provider": "The SMS provider", "consent_policy": "The consent policy",
+    "price_per_sms_segment": "The price per SMS segment", "price_per_call_minute": "The price per call minute",
+    "price_per_email": "The price per e-mail",
+}
+
+
+def _check_sender_fields(*, values: dict[str, str | None], region: str) -> tuple[dict[str, str | None],
+                                                                             list[FieldError]]:
+    """The sender identity fields normalized (``None``: cleared), and what is wrong with them."""
+    out: dict[str, str | None] = {}
+    errors: list[FieldError] = []
+    for name, raw in values.items():
+        text = raw.strip() if raw is not None else ""
+        words = _FIELD_WORDS[name]
+        if not text:
+            out[name] = None
+        elif name in ("email_from", "email_reply_to"):
+            try:
+                out[name] = normalize_email(text)
+            except ContactError:
+                errors.append(FieldError(name, f"{words} must be an e-mail address such as hello@yourshop.com "
+                                               f"('{text[:80]}' is not)"))
+        elif name == "email_from_name":
+            if len(text) > 200 or any(ch in text for ch in "\r\n<>\""):
+                errors.append(FieldError(name, f"{words} is at most 200 characters, on one line, without < > or \""))
+            else:
+                out[name] = text
+        elif name == "sms_from":
+            if _MESSAGING_SERVICE.match(text) or _ALPHANUMERIC_SENDER.match(text):
+                out[name] = text
+            else:
+                try:
+                    # stored in E.164: inbound texts (STOP) are matched to the business by the number they went to
+                    out[name] = normalize_phone(text, region)
+                except ContactError:
+                    errors.append(FieldError(name, f"{words} must be a phone number (like +1 201 555 0100), a "
+                                                   "Twilio messaging service SID (MG…) or a sender name of up to "
+                                                   f"11 letters and digits ('{text[:40]}' is none of them)"))
+        elif name in ("vapi_assistant_id", "vapi_phone_number_id"):
+            if _PROVIDER_ID.match(text):
+                out[name] = text
+            else:
+                errors.append(FieldError(name, f"{words} is the id Vapi shows for it (letters, digits and - only, "
+                                               "up to 100 characters)"))
+        elif name == "email_provider":
+            if text in EMAIL_PROVIDERS:
+                out[name] = text
+            else:
+                errors.append(FieldError(name, f"{words} is one of {', '.join(EMAIL_PROVIDERS)} (or empty for "
+                                               "whichever is set up)"))
+        elif name == "sms_provider":
+            if text in SMS_PROVIDERS:
+                out[name] = text
+            else:
+                errors.append(FieldError(name, f"{words} is one of {', '.join(SMS_PROVIDERS)} (or empty for "
+                                               "whichever is set up)"))
+    return out, errors
+
+
+def _check_secrets(changes: Mapping[str, str | None]) -> list[FieldError]:
+    errors = []
+    for name, value in changes.items():
+        if name not in SECRET_FIELDS:
+            errors.append(FieldError(name, f"'{name}' is not a credential this service stores; known: "
+                                           + ", ".join(SECRET_FIELDS)))
+            continue
+        text = (value or "").strip()
+        if len(text) > 2000:
+            errors.append(FieldError(name, f"{SECRET_LABELS[name]} is longer than 2,000 characters"))
+        elif name == "smtp_url" and text:
+            from core.channels.base import ChannelError
+            from core.channels.smtp_email import parse_url
+
+            try:
+                parse_url(text)
+            except ChannelError as exc:
+                errors.append(FieldError(name, f"{SECRET_LABELS[name]}: {exc.reason.replace('SMTP_URL', 'the URL')}"))
+    return errors
+
+
 def update_profile(session: Session, *, profile_id: uuid.UUID, business_name: str | None = None,
                    timezone: str | None = None, default_region: str | None = None, phone: str | None = None,
-                   booking_url: str | None = None) -> Profile:
-    """Change the business's name, time zone, default phone region, phone or booking link."""
+                   booking_url: str | None = None, consent_policy: str | None = None,
+                   email_from: str | None = None, email_from_name: str | None = None,
+                   email_reply_to: str | None = None, sms_from: str | None = None,
+                   vapi_assistant_id: str | None = None, vapi_phone_number_id: str | None = None,
+                   email_provider: str | None = None, sms_provider: str | None = None,
+                   price_per_sms_segment: float | None = None, price_per_call_minute: float | None = None,
+                   price_per_email: float | None = None, secrets: Mapping[str, str | None] | None = None,
+                   settings: Settings | None = None) -> Profile:
+    """Change what is given of the business's profile: ``None`` leaves a field as it is, an empty text clears
+    an optional one (phone, booking link, sender identity, provider choice).
+
+    ``secrets`` sets (a value) or clears (empty or ``None``) the business's provider credentials
+    (:data:`core.senders.SECRET_FIELDS`), stored encrypted and never read back.  Every field at fault is
+    named in one :class:`Invalid`.
+    """
     profile = get_profile(session, profile_id=profile_id)
+    region = (default_region or profile.default_region).upper()
     errors = _check_profile_fields(business_name=business_name, timezone=timezone,
                                    region=default_region or profile.default_region, phone=phone)
-    if booking_url and not booking_url.startswith(("http://", "https://")):
+    if booking_url and not booking_url.strip().startswith(("http://", "https://")):
         errors.append(FieldError("booking_url", "a web address starting with https://"))
+    if consent_policy is not None and consent_policy not in CONSENT_POLICIES:
+        errors.append(FieldError("consent_policy", f"{_FIELD_WORDS['consent_policy']} is us_tcpa (consent records "
+                                                   "are needed for calls and texts) or none (the business takes "
+                                                   "responsibility for consent)"))
+    prices = {"price_per_sms_segment": price_per_sms_segment, "price_per_call_minute": price_per_call_minute,
+              "price_per_email": price_per_email}
+    for name, price in prices.items():
+        if price is not None and (isinstance(price, bool) or not math.isfinite(price) or not
+                                  0 <= price <= PRICE_MAX):
+            errors.append(FieldError(name, f"{_FIELD_WORDS[name]} is an amount from 0 to {PRICE_MAX:g}"))
+    given = {"email_from": email_from, "email_from_name": email_from_name, "email_reply_to": email_reply_to,
+             "sms_from": sms_from, "vapi_assistant_id": vapi_assistant_id,
+             "vapi_phone_number_id": vapi_phone_number_id, "email_provider": email_provider,
+             "sms_provider": sms_provider}
+    senders, sender_errors = _check_sender_fields(values={k: v for k, v in given.items() if v is not None},
+                                                  region=region)
+    errors += sender_errors
+    if secrets:
+        errors += _check_secrets(secrets)
+    new_sender = senders.get("sms_from")
+    if new_sender and new_sender != profile.sms_from and session.scalar(select(Profile.id).where(
+            Profile.sms_from == new_sender, Profile.id != profile_id).limit(1)) is not None:
+        errors.append(FieldError("sms_from", f"{new_sender} is already the SMS sender of another business here; "
+                                             "replies and STOP messages could not tell you apart, so each business "
+                                             "needs a number of its own"))
     if errors:
         raise Invalid(errors)
     if business_name is not None:
@@ -124,9 +257,18 @@ def update_profile(session: Session, *, profile_id: uuid.UUID, business_name: st
     if default_region is not None:
         profile.default_region = default_region.upper()
     if phone is not None:
-        profile.phone = normalize_phone(phone, profile.default_region) if phone else None
+        profile.phone = normalize_phone(phone, profile.default_region) if phone.strip() else None
     if booking_url is not None:
-        profile.booking_url = booking_url or None
+        profile.booking_url = booking_url.strip() or None
+    if consent_policy is not None:
+        profile.consent_policy = consent_policy
+    for name, value in senders.items():
+        setattr(profile, name, value)
+    for name, price in prices.items():
+        if price is not None:
+            setattr(profile, name, round(float(price), 6))
+    if secrets:
+        store_secrets(profile, secrets, settings)
     profile.updated_at = utcnow()
     session.flush()
     return profile

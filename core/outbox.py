@@ -10,7 +10,9 @@ after commit, at least once, with a stable event id (:mod:`core.webhook_delivery
 
 Payload (Standard Webhooks): ``{"id", "type", "created_at", "data"}``; ``data``
 carries ids and the facts of the change, never more personal data than the
-business already has about its own customer.
+business already has about its own customer.  An endpoint subscribed to ``"*"``
+receives every type.  :func:`emit_to` writes an event for one endpoint only (the
+*Send test event* of Settings and the API, whose ``data`` says ``"test": true``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from sqlalchemy.orm import Session
 
 from core.bulk import insert_rows
 from core.db import utcnow
+from core.errors import NotFound
 from core.models import WEBHOOK_EVENT_TYPES, WebhookDelivery, WebhookEndpoint, WebhookEvent
+
+ALL_EVENTS = "*"  # an endpoint's ``events`` entry meaning every type, also those added later
 
 _events = cast(Table, WebhookEvent.__table__)
 _deliveries = cast(Table, WebhookDelivery.__table__)
@@ -80,7 +85,8 @@ def emit_many(session: Session, events: Sequence[Event], *, now: datetime | None
     event_rows: list[dict[str, Any]] = []
     delivery_rows: list[dict[str, Any]] = []
     for event in events:
-        listening = [eid for eid, types in subscribers.get(event.profile_id, []) if event.type in types]
+        listening = [eid for eid, types in subscribers.get(event.profile_id, [])
+                     if event.type in types or ALL_EVENTS in types]
         if not listening:
             continue
         event_id = uuid.uuid4()
@@ -99,6 +105,26 @@ def emit(session: Session, *, profile_id: uuid.UUID, type: str, data: Mapping[st
     """Write one event to the outbox in the caller's transaction (``None``: nobody listens to it)."""
     ids = emit_many(session, [Event(profile_id=profile_id, type=type, data=data)], now=now)
     return ids[0] if ids else None
+
+
+def emit_to(session: Session, *, profile_id: uuid.UUID, endpoint_id: uuid.UUID, type: str, data: Mapping[str, Any],
+            now: datetime | None = None) -> tuple[uuid.UUID, uuid.UUID]:
+    """Write an event for one endpoint of the business, whatever it subscribes to (a test event);
+    returns the event's and the delivery's ids."""
+    if type not in WEBHOOK_EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    owned = session.scalar(select(WebhookEndpoint.id).where(WebhookEndpoint.id == endpoint_id,
+                                                            WebhookEndpoint.profile_id == profile_id))
+    if owned is None:
+        raise NotFound("No such webhook endpoint.", field="endpoint_id")
+    now = now or utcnow()
+    event_id, delivery_id = uuid.uuid4(), uuid.uuid4()
+    insert_rows(session, _events, [{"id": event_id, "profile_id": profile_id, "type": type, "data": dict(data),
+                                    "created_at": now}])
+    insert_rows(session, _deliveries, [{"id": delivery_id, "profile_id": profile_id, "endpoint_id": endpoint_id,
+                                        "event_id": event_id, "status": "pending", "attempts": 0,
+                                        "next_attempt_at": now, "created_at": now}])
+    return event_id, delivery_id
 
 
 def recipient_data(recipient: Any, **extra: Any) -> dict[str, Any]:

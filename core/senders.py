@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from core import vault
 from core.config import Settings, get_settings
+from core.errors import DomainError
 from core.models import CHANNELS, Profile
 
 # write-only credentials a business may store (never returned; GET lists which are set)
@@ -196,3 +197,107 @@ def channel_modes(profile: Profile | None, base: Settings | None = None) -> dict
         out[channel] = ChannelMode(channel=channel, live=not missing, provider=settings.provider_for(channel),
                                    own_account=bool(own_by_channel[channel] & set(own)), missing=missing)
     return out
+
+
+# what a business can do about a missing setting: the platform's variable names, in the profile's words
+_MISSING_WORDS = {
+    "VAPI_API_KEY": "a Vapi API key",
+    "RESEND_API_KEY": "a Resend API key",
+    "RESEND_FROM or EMAIL_FROM": "a sender address (e-mail from)",
+    "SMTP_URL": "an SMTP URL",
+    "EMAIL_FROM": "a sender address (e-mail from)",
+    "TWILIO_ACCOUNT_SID": "a Twilio account SID",
+    "TWILIO_AUTH_TOKEN": "a Twilio auth token",
+    "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID": "a sender number or messaging service (SMS from)",
+    "VONAGE_API_KEY": "a Vonage API key",
+    "VONAGE_API_SECRET": "a Vonage API secret",
+    "VONAGE_FROM": "a sender number (SMS from)",
+    "AWS_REGION": "AWS_REGION on the server (SNS uses the platform's AWS account)",
+}
+
+
+def missing_in_words(mode: ChannelMode) -> list[str]:
+    """What is still missing for ``mode``'s channel to go live, as a business owner would set it."""
+    return [_MISSING_WORDS.get(name, name) for name in mode.missing]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """An address a provider must be told, so what happens to messages comes back here."""
+
+    purpose: str
+    url: str
+    note: str = ""
+
+
+def provider_webhooks(settings: Settings, channel: str, *, sms_from: str | None = None) -> list[Webhook]:
+    """The webhook URLs to paste into the provider ``channel`` sends through with ``settings``."""
+    base = settings.public_base_url.rstrip("/")
+    provider = settings.provider_for(channel)
+    number = sms_from or "the number you text from"
+    if provider == "vapi":
+        return [Webhook("Server URL of the assistant (call status and end-of-call reports)", f"{base}/webhooks/vapi",
+                        "Vapi signs with the x-vapi-secret header: the platform's VAPI_WEBHOOK_SECRET.")]
+    if provider == "resend":
+        return [Webhook("Webhook for e-mail events (delivered, bounced, complained, clicked)",
+                        f"{base}/webhooks/resend", "Resend shows a signing secret for it (whsec_…).")]
+    if provider == "smtp":
+        return [Webhook("Amazon SES: the SNS topic's HTTPS subscription", f"{base}/webhooks/ses",
+                        "The topic must be listed in SES_TOPIC_ARNS on the server."),
+                Webhook("SendGrid: Event Webhook (signed)", f"{base}/webhooks/sendgrid"),
+                Webhook("Postmark: bounce and spam complaint webhook",
+                        f"{base.replace('://', '://USER:PASSWORD@', 1)}/webhooks/postmark",
+                        "USER and PASSWORD are the platform's POSTMARK_WEBHOOK_USER and POSTMARK_WEBHOOK_PASSWORD.")]
+    if provider == "twilio":
+        return [Webhook(f"“A message comes in” webhook of {number}", f"{base}/webhooks/twilio/inbound",
+                        "Set it on the very number (or messaging service) in SMS from: replies and STOP are matched "
+                        "to your business by the number they were sent to."),
+                Webhook("Delivery status", f"{base}/webhooks/twilio/status",
+                        "Nothing to paste: every text asks Twilio to report here.")]
+    if provider == "vonage":
+        return [Webhook("Delivery receipts (account settings)", f"{base}/webhooks/vonage/status"),
+                Webhook(f"Inbound messages of {number}", f"{base}/webhooks/vonage/inbound",
+                        "Set it on the very number in SMS from: replies and STOP are matched to your business by "
+                        "the number they were sent to.")]
+    return []  # SNS sends only: nothing comes back
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What a *Test connection* found: ``ok`` with the provider's sentence, or the reason it failed."""
+
+    channel: str
+    provider: str
+    ok: bool
+    sentence: str
+
+
+def test_connection(profile: Profile, *, channel: str, base: Settings | None = None) -> ConnectionCheck:
+    """Ask the provider ``channel`` sends through for this business whether its credentials and sender
+    work, without sending anything to anyone (the live adapter's ``check()``)."""
+    from core.channels import PROVIDER_NAMES, get_channel
+    from core.channels.base import ChannelError
+
+    settings = settings_for(profile, base)
+    provider = settings.provider_for(channel)
+    name = PROVIDER_NAMES.get(provider, provider)
+    if not settings.channel_live(channel):
+        missing = ", ".join(missing_in_words(channel_modes(profile, base)[channel]))
+        return ConnectionCheck(channel, provider, False, f"{name} is not set up yet, so this channel runs in "
+                                                         f"sandbox mode; still missing: {missing}.")
+    try:
+        adapter = get_channel(channel, settings=settings)
+        check = getattr(adapter, "check", None)
+        if check is None:
+            return ConnectionCheck(channel, provider, False, f"{name} offers no connection test; send yourself a "
+                                                             "test from the campaign wizard instead.")
+        return ConnectionCheck(channel, provider, True, str(check()))
+    except ChannelError as exc:
+        return ConnectionCheck(channel, provider, False, f"{name}: {exc.reason}")
+    except DomainError as exc:  # the live adapter is not installed
+        return ConnectionCheck(channel, provider, False, exc.message)
+    except ValueError as exc:  # an adapter refusing settings it cannot use
+        return ConnectionCheck(channel, provider, False, f"{name}: {exc}")
+
+
+test_connection.__test__ = False  # type: ignore[attr-defined]  # a product function, not a pytest test

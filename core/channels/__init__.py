@@ -12,8 +12,12 @@ needed, so a process without a provider's SDK still runs in sandbox mode.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import inspect
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
+import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.channels.base import Channel
@@ -40,6 +44,32 @@ def send_timeout(settings: Settings) -> float:
     return max(2.0, min(20.0, settings.scheduler_lease_seconds / 4))
 
 
+T = TypeVar("T")
+_pools: dict[Hashable, Any] = {}
+_pools_lock = threading.Lock()
+
+
+def shared(key: Hashable, make: Callable[[], T]) -> T:
+    """The process's one client for ``key`` (made by ``make`` the first time; thread-safe): every send of an
+    adapter to the same provider endpoint reuses its connection pool."""
+    client = _pools.get(key)
+    if client is None:
+        with _pools_lock:
+            client = _pools.get(key)
+            if client is None:
+                client = _pools[key] = make()
+    return client
+
+
+def shared_http_client(base_url: str, settings: Settings) -> httpx.Client:
+    """The process's pooled ``httpx.Client`` to ``base_url``, with the adapters' send timeout."""
+    timeout = send_timeout(settings)
+    base = base_url.rstrip("/")
+    return shared(("http", base, timeout), lambda: httpx.Client(
+        base_url=base, timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), trust_env=False,
+        headers={"User-Agent": "connext-reengagement", "Accept": "application/json"}))
+
+
 class AdapterMissing(DomainError):
     """Credentials are set for a channel whose live adapter is not part of this installation."""
 
@@ -50,8 +80,9 @@ def get_channel(channel: str, settings: Settings | None = None, *,
                 factory: sessionmaker[Session] | None = None) -> Channel:
     """The adapter that sends on ``channel``: live when its credentials are set, else sandbox.
 
-    ``factory`` is the database the sandbox records its simulated outcomes in
-    (default: the process's ``DATABASE_URL``); live adapters do not use it.
+    ``factory`` is the database the sandbox records its simulated outcomes in, and that a
+    live adapter reads what it needs to settle a try from (a Vonage delivery receipt) when its
+    class takes one (default: the process's ``DATABASE_URL``).
     """
     if channel not in CHANNELS:
         raise Invalid(f"unknown channel '{channel}'; allowed: {', '.join(CHANNELS)}", field="channel")
@@ -65,7 +96,8 @@ def get_channel(channel: str, settings: Settings | None = None, *,
             raise AdapterMissing(
                 f"The live {label} adapter is not installed, but its credentials are set. Remove them to use "
                 f"the sandbox, or install the adapter.", field="channel") from None
-        adapter: Channel = adapter_class(settings)
+        takes_factory = "factory" in inspect.signature(adapter_class).parameters
+        adapter: Channel = adapter_class(settings, factory=factory) if takes_factory else adapter_class(settings)
         return adapter
     from core.channels.sandbox import SandboxChannel
 

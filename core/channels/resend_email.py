@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import formataddr, parseaddr
 from functools import lru_cache
@@ -29,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from core.channels import send_timeout
+from core.channels import send_timeout, shared
 from core.channels.base import (
     OutboundMessage,
     OutcomeUnknown,
@@ -66,12 +65,17 @@ class Connection:
         self._urls: dict[str, httpx.URL] = {}
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return self.request("POST", path, body, {"Content-Type": "application/json", **headers})
+
+    def get(self, path: str, headers: dict[str, str]) -> httpx.Response:
+        return self.request("GET", path, b"", headers)
+
+    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         url = self._urls.get(path)
         if url is None:
             url = self._urls[path] = httpx.URL(self.base_url + path)
-        request = httpx.Request("POST", url, content=body, extensions=self._extensions,
-                                headers={"Content-Type": "application/json", "User-Agent": "connext-reengagement",
-                                         **headers})
+        request = httpx.Request(method, url, content=body or None, extensions=self._extensions,
+                                headers={"User-Agent": "connext-reengagement", **headers})
         response = self.transport.handle_request(request)
         try:
             response.read()
@@ -80,20 +84,10 @@ class Connection:
         return response
 
 
-_connections: dict[tuple[str, float], Connection] = {}
-_connections_lock = threading.Lock()
-
-
 def shared_connection(settings: Settings) -> Connection:
     """The process's pooled connection to ``RESEND_BASE_URL``."""
     key = (settings.resend_base_url.rstrip("/"), send_timeout(settings))
-    connection = _connections.get(key)
-    if connection is None:
-        with _connections_lock:
-            connection = _connections.get(key)
-            if connection is None:
-                connection = _connections[key] = Connection(*key)
-    return connection
+    return shared(("resend", *key), lambda: Connection(*key))
 
 
 def _tag(name: str, value: object) -> dict[str, str]:
@@ -108,12 +102,22 @@ def _seconds(value: str | None) -> float | None:
 
 
 @lru_cache(maxsize=256)
-def _sender(configured: str, business_name: str) -> str:
-    """``RESEND_FROM``, shown under the business's name unless it names a sender itself."""
-    name, address = parseaddr(configured)
-    if name or not address:
+def _sender(configured: str, name: str | None, business_name: str) -> str:
+    shown, address = parseaddr(configured)
+    if not address:
         return configured
-    return formataddr((business_name, address))
+    return formataddr((" ".join((name or shown or business_name).split()), address))
+
+
+def sender_header(settings: Settings, business_name: str) -> str:
+    """The From of every e-mail (Resend or SMTP): ``EMAIL_FROM`` (else ``RESEND_FROM``) under
+    ``EMAIL_FROM_NAME``, else the name the address is written with, else the business's name."""
+    return _sender(settings.email_sender() or "", settings.email_from_name, business_name)
+
+
+def reply_to_address(settings: Settings) -> str | None:
+    """Where customers' replies go when that is not the sender (``EMAIL_REPLY_TO``)."""
+    return (settings.email_reply_to or "").strip() or None
 
 
 class ResendChannel:
@@ -125,23 +129,26 @@ class ResendChannel:
     # a retry carries the same Idempotency-Key: Resend never sends twice, for as long as it remembers the key
     retry_needs_reconcile = False
     idempotency_window = IDEMPOTENCY_WINDOW
+    # settling an open try replays the request: it sends, unless Resend remembers the key
+    reconcile_sends = True
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
-        if not self.settings.resend_api_key or not self.settings.resend_from:
-            raise ValueError("RESEND_API_KEY and RESEND_FROM are needed for live e-mail")
+        if not self.settings.resend_api_key or not self.settings.email_sender():
+            raise ValueError("RESEND_API_KEY and EMAIL_FROM (or RESEND_FROM) are needed for live e-mail")
         self._auth = f"Bearer {self.settings.resend_api_key.get_secret_value()}"
         self.connection = shared_connection(self.settings)
 
-    def _sender(self, message: OutboundMessage) -> str:
-        return _sender(self.settings.resend_from or "", message.business_name)
 
     def request_payload(self, message: OutboundMessage) -> dict[str, Any]:
         """The exact body of ``POST /emails`` for ``message`` (the same for every try of a step)."""
         payload: dict[str, Any] = {
-            "from": self._sender(message), "to": [message.to], "subject": message.subject or "",
-            "text": message.text,
+            "from": sender_header(self.settings, message.business_name), "to": [message.to],
+            "subject": message.subject or "", "text": message.text,
         }
+        reply_to = reply_to_address(self.settings)
+        if reply_to:
+            payload["reply_to"] = reply_to
         if message.html:
             payload["html"] = message.html
         if message.unsubscribe_url:
@@ -211,6 +218,45 @@ class ResendChannel:
         if 200 <= status < 300:
             raise RetryableError(f"Resend answered {status} without an id", code="no_id")
         raise PermanentError(reason, code=name or f"http_{status}")
+
+    def check(self) -> str:
+        """Ask Resend for the account's domains (``GET /domains``): the API key works and the sender's
+        domain is verified.  Nothing is sent."""
+        address = parseaddr(self.settings.email_sender() or "")[1]
+        domain = address.rpartition("@")[2].lower()
+        try:
+            response = self.connection.get("/domains", {"Authorization": self._auth})
+        except httpx.TimeoutException:
+            raise RetryableError("Resend did not answer in time; try again in a moment.", code="timeout") from None
+        except httpx.TransportError as exc:
+            raise RetryableError(f"Resend could not be reached ({type(exc).__name__}: {exc}); check the network and "
+                                 "RESEND_BASE_URL.", code="network") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        name, text = str(body.get("name") or ""), str(body.get("message") or response.reason_phrase or "")
+        status = response.status_code
+        if status == 401 and name == "restricted_api_key":
+            return (f"Connected to Resend with a sending-only API key; it may not list domains, so whether {domain} "
+                    "is verified was not checked.")
+        if status in (401, 403):
+            raise QuotaExceededError(f"Resend refused the API key ({text}); correct RESEND_API_KEY.",
+                                     code=name or "unauthorized")
+        if status == 429 or status >= 500:
+            raise RetryableError(f"Resend is busy ({status} {text}); try again in a moment.", code=f"http_{status}")
+        if status != 200:
+            raise PermanentError(f"Resend answered {status} {name}: {text}".strip(), code=name or f"http_{status}")
+        domains = {str(d["name"]).lower(): str(d.get("status") or "") for d in body.get("data") or []
+                   if isinstance(d, dict) and d.get("name")}
+        if domain not in domains:
+            raise QuotaExceededError(f"The Resend account has no domain {domain}, so it cannot send as {address}; add "
+                                     f"{domain} under Domains in Resend and verify it.", code="domain_missing")
+        if domains[domain] != "verified":
+            raise QuotaExceededError(f"The domain {domain} is '{domains[domain]}' in Resend, not verified; finish its "
+                                     "DNS records there.", code="domain_not_verified")
+        return f"Connected to Resend; the domain {domain} is verified, so e-mails go out from {address}."
 
     def reconcile(self, message: OutboundMessage, *, started_at: datetime,
                   request: dict[str, Any] | None = None) -> SendResult | None:

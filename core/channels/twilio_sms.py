@@ -10,9 +10,10 @@ opt out" to the first text a business sends to a number).
 Twilio takes no idempotency key, so a try that may have gone through (a
 timeout, a 5xx) is settled by :meth:`TwilioChannel.reconcile` before any
 retry: it lists the messages sent to the number since the try began and looks
-for this text.  Twilio's list cannot prove that a message was never queued,
-so a try it does not show is reported as :class:`OutcomeUnknown` (the
-recipient then fails "outcome unknown" rather than risk a second text).
+for this text.  Twilio creates a message before it answers and lists it within
+seconds, so a try still unlisted a few minutes later never reached it and is
+sent again; until then it is asked about again, with back-off — a 5xx never
+loses a customer, and never texts one twice.
 
 Errors (``TwilioRestException``): 21610 (the number replied STOP) → opted out;
 20429 / HTTP 429 / 21611 (queue full) → retry later without counting against
@@ -60,6 +61,8 @@ SETUP_CODES = frozenset({20003, 20005, 20008, 20403, 21212, 21602, 21603, 21606,
 # messages sent this long before the try started are looked at too (clocks differ a little)
 LIST_SLACK = timedelta(minutes=2)
 LIST_LIMIT = 100
+# Twilio lists a message it created within seconds: one still missing this long after its try never reached it
+SETTLE_AFTER = timedelta(minutes=3)
 
 
 def status_callback_url(settings: Settings) -> str:
@@ -126,6 +129,27 @@ class TwilioChannel:
             return {"from_": self.settings.twilio_from_number}
         return {"messaging_service_sid": self.settings.twilio_messaging_service_sid or ""}
 
+    def check(self) -> str:
+        """Read the account (nothing is sent): the Settings page's "Test connection"; a sentence, or the
+        reason it failed."""
+        sid = self.settings.twilio_account_sid or ""
+        try:
+            account = self.client.api.v2010.accounts(sid).fetch()
+        except TwilioException as exc:
+            if _status(exc) in (401, 403, 404):
+                raise QuotaExceededError(f"Twilio refused the account SID and auth token ({_reason(exc)}) — check "
+                                         f"TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", code="unauthorized") from None
+            raise RetryableError(f"Twilio could not read the account ({_reason(exc)})",
+                                 code=f"http_{_status(exc)}") from None
+        except requests.RequestException as exc:
+            raise RetryableError(f"could not reach Twilio ({type(exc).__name__})", code=NOT_SENT) from None
+        status = str(account.status or "unknown")
+        if status != "active":
+            raise QuotaExceededError(f"The Twilio account {sid} is {status}, so it cannot send texts",
+                                     code=f"account_{status}")
+        sender = self.settings.twilio_from_number or self.settings.twilio_messaging_service_sid
+        return f"Connected to Twilio account “{account.friendly_name or sid}” ({status}); texts go out from {sender}."
+
     def send(self, message: OutboundMessage) -> SendResult:
         """Send one text; raises what the dispatcher should do when Twilio did not take it."""
         try:
@@ -169,15 +193,20 @@ class TwilioChannel:
         return PermanentError(reason, code=str(code or status))
 
     def reconcile(self, message: OutboundMessage, *, started_at: datetime) -> SendResult | None:
-        """Did an earlier try of this message go out?  Twilio's record of it when it lists one;
-        :class:`OutcomeUnknown` otherwise (its list cannot prove nothing was queued)."""
+        """Did an earlier try of this message go out?  Twilio's record of it when it lists one.  Twilio
+        creates a message before it answers, and lists it within seconds: a try it still does not list
+        :data:`SETTLE_AFTER` later never reached it (``None``: a retry is safe); a younger one is asked
+        about again later (:class:`RetryableError`), and a listing too long to read through proves
+        nothing (:class:`OutcomeUnknown`)."""
         since = started_at - LIST_SLACK
         try:
             # messages sent since the try began, then the newest ones (a queued message has no sent date yet)
             sent = self.client.messages.list(to=message.to, date_sent_after=since, limit=LIST_LIMIT)
             found = self._match(sent, message, since)
+            newest: list[Any] = []
             if found is None:
-                found = self._match(self.client.messages.list(to=message.to, limit=20), message, since)
+                newest = self.client.messages.list(to=message.to, limit=20)
+                found = self._match(newest, message, since)
         except TwilioException as exc:
             status = _status(exc)
             if status in (401, 403):
@@ -189,9 +218,13 @@ class TwilioChannel:
             raise RetryableError(f"could not ask Twilio ({type(exc).__name__})", code="network") from None
         if found is not None:
             return found
-        raise OutcomeUnknown(f"Twilio lists no message with this text to {message.to} since "
-                             f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC, and its list cannot prove none was queued",
-                             code="not_listed")
+        if len(sent) >= LIST_LIMIT:
+            raise OutcomeUnknown(f"more than {LIST_LIMIT} messages went to {message.to} since "
+                                 f"{since.astimezone(UTC):%Y-%m-%d %H:%M} UTC: too many to tell whether this one did",
+                                 code="too_many_messages")
+        if datetime.now(UTC) - started_at < SETTLE_AFTER:
+            raise RetryableError("Twilio does not list this text yet; asked again shortly", code="too_early")
+        return None
 
     def _match(self, messages: list[Any], message: OutboundMessage, since: datetime) -> SendResult | None:
         sender = self.settings.twilio_from_number

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
-from core.channels import send_timeout
+from core.channels import shared_http_client
 from core.channels.base import (
     OutboundMessage,
     OutcomeUnknown,
@@ -95,25 +94,6 @@ def call_metadata(call: Any) -> dict[str, Any]:
     return {}
 
 
-_clients: dict[tuple[str, float], httpx.Client] = {}
-_clients_lock = threading.Lock()
-
-
-def _shared_client(settings: Settings) -> httpx.Client:
-    """The process's connection pool to ``VAPI_BASE_URL`` (thread-safe, shared by every send)."""
-    timeout = send_timeout(settings)
-    key = (settings.vapi_base_url.rstrip("/"), timeout)
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = _clients[key] = httpx.Client(
-                    base_url=key[0], timeout=httpx.Timeout(timeout, connect=min(5.0, timeout)), trust_env=False,
-                    headers={"User-Agent": "connext-reengagement", "Accept": "application/json"})
-    return client
-
-
 class VapiChannel:
     """Live AI voice calls through Vapi."""
 
@@ -130,7 +110,7 @@ class VapiChannel:
         if not self.settings.vapi_api_key:
             raise ValueError("VAPI_API_KEY is needed for live calls")
         self._auth = {"Authorization": f"Bearer {self.settings.vapi_api_key.get_secret_value()}"}
-        self.client = _shared_client(self.settings)
+        self.client = shared_http_client(self.settings.vapi_base_url, self.settings)
 
     # --- the request -----------------------------------------------------------------------
 

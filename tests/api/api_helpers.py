@@ -40,7 +40,7 @@ class Tenant:
 
 
 def make_tenant(session: Session, *, name: str, dormant: int = 4, recent: int = 1, area: str = "201",
-                now: datetime | None = None) -> Tenant:
+                now: datetime | None = None, consent_policy: str = "none") -> Tenant:
     """A business with an agent, ``dormant`` customers last seen 200 days ago (phone and
     e-mail), ``recent`` customers seen 10 days ago, one e-mail-only and one phone-only
     dormant customer.  Committed."""
@@ -48,6 +48,7 @@ def make_tenant(session: Session, *, name: str, dormant: int = 4, recent: int = 
     tag = uuid.uuid4().hex[:8]
     profile, key, _ = accounts.create_profile(session, business_name=name, email=f"owner-{tag}@shop.example",
                                               password="correct horse battery")
+    profile.consent_policy = consent_policy  # "none": the business vouches for consent (tests of it say us_tcpa)
     agent = accounts.create_agent(session, profile_id=profile.id, name=f"{name} front desk")
     tenant = Tenant(profile_id=profile.id, key=key, agent_id=agent.id)
     n = 0

@@ -67,7 +67,7 @@ BAD_CAMPAIGNS: list[tuple[dict[str, Any], str, str]] = [
     ({"message_template": "Hi {promo}"}, "message_template", "{promo}"),
     ({"email_subject": "Hello {first_nme}"}, "email_subject", "{first_nme}"),
     ({"timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus"),
-    ({"target_criteria": {"status": "Sleeping"}}, "target_criteria.status", "Sleeping"),
+    ({"target_criteria": {"status": ["Booked", "x" * 51]}}, "target_criteria.status", "50 characters"),
     ({"target_criteria": {"filters": [{"field": "password", "op": "eq", "value": "x"}]}},
      "target_criteria.filters.0", "password"),
     ({"target_criteria": {"colour": "red"}}, "target_criteria.colour", "unknown"),

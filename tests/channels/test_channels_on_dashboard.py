@@ -32,6 +32,7 @@ def test_the_opt_out_list_says_how_each_customer_opted_out(app_db, shop, session
 
 def test_a_campaign_paused_by_a_refused_key_says_why(app_db, shop, session: Session, factory, now):
     with FakeVapi() as fake:
+        shop_profile(session, shop).consent_policy = "none"  # about the refused key, whatever consent is kept
         add_leads(session, shop_profile(session, shop), [{"phone": "+12125550101", "name": "Ann Lee"}], now=now)
         cid = campaign(session, shop_profile(session, shop), method="call", now=now)
         session.commit()

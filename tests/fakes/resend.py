@@ -7,6 +7,8 @@
   ``invalid_idempotent_request``; a request with that key still running → 409
   ``concurrent_idempotent_requests``;
 - ``GET /emails/{id}`` returns the stored e-mail;
+- ``GET /domains`` lists the account's sending domains (:attr:`FakeResend.domains`, name →
+  status), or answers 401 ``restricted_api_key`` for a sending-only key (``sending_only``);
 - every request is recorded (arrival time, key, recipient, status) and every
   distinct accepted e-mail once, so tests count what a customer would get;
 - failures on demand: scripted answers for the next requests (500, 429 with
@@ -158,6 +160,8 @@ class FakeResend:
         self.delay = 0.0
         self.quota: int | None = None
         self.quota_name = "daily_quota_exceeded"
+        self.domains: dict[str, str] = {"bellavista.example": "verified"}
+        self.sending_only = False  # the API key may only send (it cannot list domains)
         self._server = _Server((host, port), _Handler)
         self._server.fake = self
         self._thread: threading.Thread | None = None
@@ -267,6 +271,14 @@ class FakeResend:
         if auth[7:] != self.api_key:
             return self._done(arrived, method, path, key, None, 403, _error(403, "invalid_api_key",
                                                                              "API key is invalid."))
+        if method == "GET" and path == "/domains":
+            if self.sending_only:
+                return self._done(arrived, method, path, None, None, 401, _error(
+                    401, "restricted_api_key", "This API key is restricted to only send emails"))
+            return self._done(arrived, method, path, None, None, 200, {"object": "list", "has_more": False, "data": [
+                {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), "name": name, "status": status,
+                 "created_at": "2026-01-05T10:00:00.000000+00:00", "region": "us-east-1"}
+                for name, status in self.domains.items()]})
         if method == "GET" and path.startswith("/emails/"):
             email = self.emails.get(path.rsplit("/", 1)[1])
             if email is None:

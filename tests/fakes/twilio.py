@@ -10,6 +10,7 @@ Driven by the real ``twilio`` SDK with ``client.api.base_url = fake.url``:
   ``status: "queued"``, ``num_segments`` …);
 - ``GET …/Messages.json?To=&DateSent>=&PageSize=`` lists messages, newest
   first, in Twilio's page envelope; ``GET …/Messages/{sid}.json`` reads one;
+- ``GET /2010-04-01/Accounts/{sid}.json`` reads the account (its status can be set);
 - failures on demand: scripted answers (an HTTP status and a Twilio error
   code; a lost answer after creating the message; a slow answer);
 - the message's life and Twilio's webhooks, signed as Twilio signs them
@@ -23,6 +24,7 @@ Driven by the real ``twilio`` SDK with ``client.api.base_url = fake.url``:
 from __future__ import annotations
 
 import base64
+import random
 import threading
 import time
 import uuid
@@ -126,6 +128,9 @@ class FakeTwilio(LoopbackFake):
         self.script: deque[Scripted] = deque()
         self.blocked: set[str] = set()  # numbers that replied STOP to the account's senders
         self.delay = 0.0
+        self.flaky: tuple[float, random.Random] | None = None  # (share of creations refused with a 500, dice)
+        self.friendly_name = "Bella Vista SMS"
+        self.account_status = "active"  # or "suspended", "closed"
         self._listen()
 
     # --- control and reading --------------------------------------------------------------------
@@ -136,6 +141,11 @@ class FakeTwilio(LoopbackFake):
         with self.lock:
             for _ in range(n):
                 self.script.append(Scripted(status, code, message, after_accept, delay))
+
+    def fail_at_random(self, share: float, *, seed: int = 7) -> None:
+        """Refuse this share of message creations with a 500, creating nothing (a degraded Twilio)."""
+        with self.lock:
+            self.flaky = (share, random.Random(seed)) if share > 0 else None
 
     def posts(self) -> list[dict[str, str]]:
         """The form of every message creation that arrived, in order."""
@@ -155,6 +165,15 @@ class FakeTwilio(LoopbackFake):
 
     # --- the API -----------------------------------------------------------------------------------
 
+    def account(self) -> dict[str, Any]:
+        """The Account resource (``GET /2010-04-01/Accounts/{sid}.json``)."""
+        created = _rfc2822(time.time() - 86_400 * 30)
+        prefix = f"/2010-04-01/Accounts/{self.account_sid}"
+        return {"auth_token": self.auth_token, "date_created": created, "date_updated": created,
+                "friendly_name": self.friendly_name, "owner_account_sid": self.account_sid, "sid": self.account_sid,
+                "status": self.account_status, "type": "Full", "uri": f"{prefix}.json",
+                "subresource_uris": {"messages": f"{prefix}/Messages.json"}}
+
     def handle(self, method: str, raw_path: str, headers: Any, body: bytes) -> tuple[int, Any]:
         url = urlsplit(raw_path)
         form = {k: v[-1] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
@@ -162,6 +181,8 @@ class FakeTwilio(LoopbackFake):
         expected = "Basic " + base64.b64encode(f"{self.account_sid}:{self.auth_token}".encode()).decode()
         if headers.get("Authorization") != expected:
             return self._done(method, raw_path, 401, _error(401, 20003, "Authenticate"), form)
+        if url.path == f"{prefix}.json" and method == "GET":
+            return self._done(method, raw_path, 200, self.account(), form)
         if url.path == f"{prefix}/Messages.json" and method == "POST":
             return self._create(form, raw_path)
         if url.path == f"{prefix}/Messages.json" and method == "GET":
@@ -200,6 +221,10 @@ class FakeTwilio(LoopbackFake):
                 "page": 0, "page_size": size, "previous_page_uri": None, "start": 0, "uri": uri}
 
     def _create(self, form: dict[str, str], path: str) -> tuple[int, Any]:
+        with self.lock:
+            refused = self.flaky is not None and self.flaky[1].random() < self.flaky[0]
+        if refused:
+            return self._done("POST", path, 500, _error(500, 20500, "Internal Server Error"), form)
         to, sender, service = form.get("To", ""), form.get("From"), form.get("MessagingServiceSid")
         body = form.get("Body", "")
         try:
