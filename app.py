@@ -7,15 +7,30 @@ business from ``st.session_state.profile_id`` and pass it to ``core``.
 
 from __future__ import annotations
 
+import uuid
+
 import streamlit as st
 
-from core import accounts
-from core.accounts import get_profile
+from core import signin
 from core.config import ConfigurationError, get_settings
+from core.logs import configure_logging
+from pages._ui import (
+    FORGET_COOKIE_KEY,
+    channel_modes,
+    client_address,
+    db,
+    drop_session_cookie,
+    forget_sign_in,
+    go_to_destination,
+    keep_session_cookie,
+    remember_sign_in,
+    restore_session,
+    show_outcome,
+)
 from pages._ui import PAGES as FILES
-from pages._ui import channel_modes, db, go_to_destination, show_outcome
 
 st.set_page_config(page_title="CONNEXT Re-engagement", page_icon=":material/campaign:", layout="wide")
+configure_logging("dashboard")  # database errors are logged without their values (idempotent on reruns)
 try:
     get_settings().require_secret_key()
 except ConfigurationError as exc:
@@ -31,11 +46,16 @@ PAGES = [
     # opened from the campaign list (?id=…); not a navigation entry of its own
     st.Page(FILES["campaign"], title="Campaign", icon=":material/monitoring:", url_path="campaign",
             visibility="hidden"),
+    # opened from a customer list or a recipient row (?id=…)
+    st.Page(FILES["customer"], title="Customer", icon=":material/person:", url_path="customer",
+            visibility="hidden"),
 ]
 
 
 def sign_in() -> None:
-    """The sign-in form; on success the business goes into session state."""
+    """The sign-in form; on success the business goes into session state and the browser keeps a
+    session cookie (throttled per e-mail and per address: ``core.signin``)."""
+    drop_session_cookie()
     _, middle, _ = st.columns([1, 2, 1])
     with middle:
         st.title("CONNEXT Re-engagement")
@@ -50,14 +70,11 @@ def sign_in() -> None:
                 st.error("Enter your e-mail address and your password.")
                 return
             with db() as session:
-                user = accounts.verify_login(session, email=email, password=password)
-                profile = get_profile(session, profile_id=user.profile_id) if user is not None else None
-                if user is not None and profile is not None:
-                    st.session_state.update(profile_id=str(user.profile_id), user_email=user.email,
-                                            business_name=profile.business_name, timezone=profile.timezone)
-            if user is None:
-                st.error("That e-mail and password do not match. Check both and try again.")
+                outcome = signin.sign_in(session, email=email, password=password, address=client_address())
+            if outcome.signed_in is None:
+                st.error(outcome.refusal or signin.WRONG)
                 return
+            remember_sign_in(outcome.signed_in, outcome.token)
             go_to_destination()  # a deep link opened before the sign-in
             st.rerun()
 
@@ -77,18 +94,25 @@ def sidebar() -> None:
         if any(mode == "sandbox" for mode in modes.values()):
             st.caption("Sandbox channels simulate sending: nothing reaches customers. See Settings to go live.")
         if st.button("Sign out", icon=":material/logout:", width="stretch"):
-            # everything this browser tab kept (drafts, a new API key, answers) belongs to the one leaving
-            for key in list(st.session_state.keys()):
-                del st.session_state[key]
+            session_id = st.session_state.get("_session_id")
+            if session_id is not None:
+                with db() as session:
+                    signin.end_session(session, session_id=uuid.UUID(str(session_id)))
+            forget_sign_in()
+            st.session_state[FORGET_COOKIE_KEY] = True
             st.rerun()
+        keep_session_cookie()
 
 
-signed_in = st.session_state.get("profile_id") is not None
-# the pages are registered even before sign-in, so a deep link (campaign?id=…) survives the login form
+signed_in = restore_session()
+# the pages are registered even before sign-in, so a deep link (campaign?id=…) survives the login form; a page's
+# address is its file's name (create_campaign?edit=…): before st.navigation first runs, Streamlit routes by the
+# pages/ folder, and an address of another name would not be found on a server's first request
 page = st.navigation(PAGES, position="sidebar" if signed_in else "hidden")
 if not signed_in:
     sign_in()
     st.stop()
+go_to_destination()  # a deep link whose first run went past the frame (see pages/_ui.profile_id)
 sidebar()
 show_outcome()
 page.run()

@@ -16,19 +16,22 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from core.errors import FieldError, Invalid
 
 BUILTIN_VARIABLES: tuple[str, ...] = (
     "customer_name", "first_name", "business_name", "agent_name", "service_type",
-    "last_visit_date", "unsubscribe_url",
+    "last_visit_date", "unsubscribe_url", "booking_link",
 )
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _PLACEHOLDER = re.compile(r"\{\s*(" + _NAME + r")\s*(?:\|([^{}]*))?\}")
 _VARIABLE_NAME = re.compile(r"^" + _NAME + r"$")
+# a web address as written in a template (placeholders may be part of it)
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+_WHOLE_URL = re.compile(r"https?://[^\s<>\"'{}]+")
 
 
 @dataclass(frozen=True)
@@ -121,29 +124,48 @@ def render(template: str, context: Mapping[str, object]) -> str:
 
 
 def render_html(
-    template: str, context: Mapping[str, object], *, link: Callable[[str], str] | None = None
+    template: str, context: Mapping[str, object], *, link: Callable[[str], str] | None = None,
+    trusted: Iterable[str] = ("booking_link", "unsubscribe_url"),
 ) -> str:
-    """E-mail HTML: the template's text and every value escaped, blank lines as
-    paragraphs, line breaks kept, and URLs turned into links (through ``link``,
-    which may rewrite a URL for click tracking)."""
+    """E-mail HTML: the template's text and every value escaped, blank lines as paragraphs, line
+    breaks kept, and links made of the URLs **written in the template** (a placeholder inside such a URL
+    is filled in, URL-encoded) and of placeholders in ``trusted`` — the business's own values, such as
+    its booking link — whose value is a web address.  Text that came from customer data never becomes
+    a link (DESIGN §13), whatever it looks like.  ``link`` may rewrite a URL (click tracking)."""
+    trusted = set(trusted)
+    found = placeholders(template)
 
-    def linkify(escaped: str) -> str:
-        def anchor(m: re.Match[str]) -> str:
-            url = html.unescape(m.group(0))
-            href = link(url) if link else url
-            return f'<a href="{html.escape(href, quote=True)}">{m.group(0)}</a>'
+    def anchor(url: str) -> str:
+        href = link(url) if link else url
+        return f'<a href="{html.escape(href, quote=True)}">{html.escape(url, quote=False)}</a>'
 
-        return _URL.sub(anchor, escaped)
+    def text(start: int, end: int) -> str:
+        out, pos = [], start
+        for ph in (p for p in found if start <= p.start < end):
+            out.append(html.escape(template[pos:ph.start], quote=False))
+            value = _value(context, ph)
+            out.append(anchor(value) if ph.name in trusted and _WHOLE_URL.fullmatch(value)
+                       else html.escape(value, quote=False))
+            pos = ph.end
+        out.append(html.escape(template[pos:end], quote=False))
+        return "".join(out)
 
     pieces: list[str] = []
     pos = 0
-    for ph in placeholders(template):
-        pieces.append(html.escape(template[pos:ph.start], quote=False))
-        pieces.append(html.escape(_value(context, ph), quote=False))
-        pos = ph.end
-    pieces.append(html.escape(template[pos:], quote=False))
-    text = linkify("".join(pieces))
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
+    for match in _URL.finditer(template):  # the template's own URLs, placeholders inside filled in
+        start, end = match.span()
+        pieces.append(text(pos, start))
+        url, cursor = [], start
+        for ph in (p for p in found if start <= p.start < end):
+            url.append(template[cursor:ph.start])
+            url.append(quote(_value(context, ph), safe=""))
+            cursor = ph.end
+        url.append(template[cursor:end])
+        pieces.append(anchor("".join(url)))
+        pos = end
+    pieces.append(text(pos, len(template)))
+    rendered = "".join(pieces)
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", rendered.replace("\r\n", "\n")) if p.strip()]
     return "\n".join(f"<p>{p.replace(chr(10), '<br>')}</p>" for p in paragraphs)
 
 
@@ -171,6 +193,7 @@ def build_context(
     last_visit: datetime | None = None,
     timezone: str = "UTC",
     unsubscribe_url: str | None = None,
+    booking_link: str | None = None,
     variables: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
     """Every variable a template may use, for one customer."""
@@ -183,6 +206,7 @@ def build_context(
         service_type=service_type,
         last_visit_date=format_visit_date(last_visit, timezone),
         unsubscribe_url=unsubscribe_url,
+        booking_link=booking_link,
     )
     return context
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from core.errors import FieldError
+from core.errors import DomainError, FieldError, Invalid
 from core.schemas import DAYS, SendWindow
 
 STEPS: tuple[str, ...] = ("Basics", "Audience", "Channel", "Content", "Schedule", "Review")
@@ -36,7 +37,17 @@ METHOD_LABELS: dict[str, str] = {
 CONDITION_LABELS: dict[str, str] = {
     "always": "always",
     "no_response": "only if they have not responded yet",
-    "not_answered": "only if no call was answered yet",
+    "not_answered": "only if no call was answered (no answer or voicemail)",
+    "voicemail": "only if the last call reached voicemail",
+    "answered": "only if they answered a call",
+}
+SEND_TIME_LABELS: dict[str, str] = {
+    "window": "As soon as the send window allows",
+    "best": "At each customer's best hour (learned from your past results)",
+}
+VARIANT_MODE_LABELS: dict[str, str] = {
+    "split": "Split: every customer gets one version, by the shares below",
+    "test_then_winner": "Test, then send the winner: a test group tries both, the rest get the better one",
 }
 CONTENT_FIELDS = ("email_subject", "message_template", "sms_template", "call_script")
 
@@ -47,7 +58,12 @@ AVERAGE_CALL_MINUTES = 3.0
 
 @dataclass(frozen=True)
 class Preset:
-    """Starting texts and settings for one campaign type."""
+    """Starting texts and settings for one campaign type.
+
+    The audience assumes nothing about the business's own lead statuses (a CRM export may have none of
+    ours): it is about time since the last contact.  ``recent_days`` (when set) adds "last in touch on
+    or after that many days ago" — a date, so it is filled in when a draft is made.
+    """
 
     description: str
     target_criteria: dict[str, Any]
@@ -56,53 +72,57 @@ class Preset:
     message_template: str
     sms_template: str
     call_script: str
+    recent_days: int | None = None
 
 
+# The texts read well with any service name ("Haircut", "Oil change", "MRI scan") or none: the service
+# never follows "a"/"an", and a missing date or name falls back to words that still make a sentence.
 PRESETS: dict[str, Preset] = {
     "winback": Preset(
         description="Customers we have not seen for six months or more.",
-        target_criteria={"last_contact_days": 180, "status": ["Closed"]},
+        target_criteria={"last_contact_days": 180},
         variables={"promotion": "20% off your next visit"},
         email_subject="We miss you, {first_name|there}!",
         message_template=(
             "Hi {first_name|there},\n\n"
-            "It has been a while since your last {service_type|visit} with us on {last_visit_date|your last "
-            "visit}, and we would love to see you again at {business_name}.\n\n"
+            "It has been a while since {last_visit_date|your last visit}, and we would love to see you again at "
+            "{business_name} for your next {service_type|visit}.\n\n"
             "As a thank-you for being a customer, enjoy {promotion}. Just reply to this e-mail or give us a "
             "call to book a time that suits you.\n\n"
             "See you soon,\n{business_name}\n\n"
             "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
         ),
         sms_template=(
-            "Hi {first_name|there}, we miss you at {business_name}! Enjoy {promotion} when you book your next "
-            "{service_type|visit}. Reply to book. Reply STOP to opt out."
+            "Hi {first_name|there}, we miss you at {business_name}! As a thank-you, enjoy {promotion}. Reply to "
+            "book. Reply STOP to opt out."
         ),
         call_script=(
-            "Hi {first_name|there}, this is {agent_name|the team} from {business_name}. We noticed we haven't "
-            "seen you since {last_visit_date|a while}, and we'd love to welcome you back with {promotion}. "
-            "Would you like me to book your next {service_type|visit}?"
+            "Hi {first_name|there}, this is {agent_name|the team} from {business_name}. It has been a while since "
+            "{last_visit_date|your last visit}, and we'd love to welcome you back with {promotion}. Would you "
+            "like me to book your next {service_type|visit}?"
         ),
     ),
     "followup": Preset(
-        description="People who got in touch recently but have not booked yet.",
-        target_criteria={"last_contact_days": 3, "status": ["New", "Contacted"]},
+        description="People who got in touch in the last 30 days and have not been in touch since.",
+        target_criteria={"last_contact_days": 2},
+        recent_days=30,
         variables={},
-        email_subject="Following up on your {service_type|enquiry}, {first_name|there}",
+        email_subject="{first_name|Hello}, shall we book you in?",
         message_template=(
             "Hi {first_name|there},\n\n"
-            "Thanks for getting in touch with {business_name} about a {service_type|visit}. We wanted to "
-            "make sure you got everything you needed. If you would like to book, just reply to this e-mail "
-            "and we will find a time that works for you.\n\n"
+            "Thanks for getting in touch with {business_name}. We wanted to make sure you have everything you "
+            "need for your {service_type|appointment}. If you would like to book, just reply to this e-mail and "
+            "we will find a time that works for you.\n\n"
             "Best wishes,\n{business_name}\n\n"
             "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
         ),
         sms_template=(
-            "Hi {first_name|there}, it's {business_name} following up on your {service_type|enquiry}. Want us "
-            "to book you in? Just reply with a day that suits you. Reply STOP to opt out."
+            "Hi {first_name|there}, it's {business_name}. Would you like us to book your "
+            "{service_type|appointment}? Just reply with a day that suits you. Reply STOP to opt out."
         ),
         call_script=(
             "Hi {first_name|there}, this is {agent_name|the team} from {business_name}, following up on your "
-            "recent call about a {service_type|visit}. Do you have a moment to find a time that works for you?"
+            "recent call. Do you have a moment to find a time for your {service_type|appointment}?"
         ),
     ),
     "promotional": Preset(
@@ -119,8 +139,8 @@ PRESETS: dict[str, Preset] = {
             "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
         ),
         sms_template=(
-            "{business_name}: {promotion} for you this month, {first_name|there}! Reply to book your "
-            "{service_type|visit}. Reply STOP to opt out."
+            "{business_name}: {promotion} for you, {first_name|there}! Reply to book your "
+            "{service_type|next visit}. Reply STOP to opt out."
         ),
         call_script=(
             "Hi {first_name|there}, this is {agent_name|the team} from {business_name}. This month we're "
@@ -129,15 +149,15 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "feedback": Preset(
-        description="Customers who visited in the last few weeks.",
-        target_criteria={"last_contact_days": 2, "status": ["Closed"]},
+        description="Customers in touch in the last three weeks, asked how it went.",
+        target_criteria={"last_contact_days": 1},
+        recent_days=21,
         variables={},
         email_subject="How was your {service_type|visit}, {first_name|there}?",
         message_template=(
             "Hi {first_name|there},\n\n"
-            "Thank you for choosing {business_name} for your {service_type|visit} on {last_visit_date|your "
-            "last visit}. How did we do? Just hit reply and tell us in a sentence or two - we read every "
-            "answer and use it to get better.\n\n"
+            "Thank you for choosing {business_name} for your {service_type|visit}. How did we do? Just hit "
+            "reply and tell us in a sentence or two - we read every answer and use it to get better.\n\n"
             "Thank you,\n{business_name}\n\n"
             "Don't want these e-mails? Unsubscribe: {unsubscribe_url}"
         ),
@@ -152,8 +172,38 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+# the starter sequence for several channels: call; no answer or voicemail → a text with the booking link an
+# hour later; still no response → an e-mail three days later
+STARTER_STEPS: list[dict[str, Any]] = [
+    {"channel": "call", "delay_hours": 0.0, "condition": "always"},
+    {"channel": "sms", "delay_hours": 1.0, "condition": "not_answered"},
+    {"channel": "email", "delay_hours": 72.0, "condition": "no_response"},
+]
+STARTER_SMS = ("Hi {first_name|there}, it's {business_name} - sorry we missed you! Book a time that suits you: "
+               "{booking_link|just reply with a day}\nReply STOP to opt out.")
 
-def new_draft(*, campaign_type: str = "winback", timezone: str = "America/New_York") -> dict[str, Any]:
+
+def preset_criteria(campaign_type: str, today: date | None = None) -> dict[str, Any]:
+    """The preset audience of ``campaign_type`` as of ``today``."""
+    preset = PRESETS[campaign_type]
+    criteria = copy.deepcopy(preset.target_criteria)
+    if preset.recent_days:
+        criteria["last_contact_after"] = ((today or date.today()) - timedelta(days=preset.recent_days)).isoformat()
+    return criteria
+
+
+def starter_sequence(draft: Mapping[str, Any]) -> dict[str, Any]:
+    """``draft`` switched to the starter sequence (call → text with the booking link → e-mail)."""
+    out = dict(draft)
+    out["outreach_method"] = "multi"
+    out["steps"] = [dict(s) for s in STARTER_STEPS]
+    out["sms_template"] = STARTER_SMS
+    out["channel_chosen"] = True
+    return out
+
+
+def new_draft(*, campaign_type: str = "winback", timezone: str = "America/New_York",
+              today: date | None = None) -> dict[str, Any]:
     """A fresh wizard draft for ``campaign_type``, prefilled with its preset."""
     preset = PRESETS[campaign_type]
     window = SendWindow.model_validate({"start": "09:00", "end": "19:00",
@@ -162,8 +212,10 @@ def new_draft(*, campaign_type: str = "winback", timezone: str = "America/New_Yo
         "name": "",
         "description": preset.description,
         "campaign_type": campaign_type,
-        "target_criteria": copy.deepcopy(preset.target_criteria),
+        "target_criteria": preset_criteria(campaign_type, today),
         "outreach_method": "email",
+        # until the channel step is done, the audience counts everyone reachable on any channel
+        "channel_chosen": False,
         "steps": [],
         "agent_id": None,
         "email_subject": preset.email_subject,
@@ -173,13 +225,21 @@ def new_draft(*, campaign_type: str = "winback", timezone: str = "America/New_Yo
         "variables": dict(preset.variables),
         "variant_b": {},
         "variant_b_share": 50,
+        "extra_variants": [],
+        "variant_mode": "split",
+        "test_percent": 20,
+        "test_hours": 48.0,
         "start_mode": "now",
         "scheduled_at": None,
         "timezone": timezone,
         "send_window": window.model_dump(mode="json"),
+        "send_time": "window",
         "rate_limit_per_minute": 30,
         "max_concurrent_calls": 3,
         "max_attempts": 3,
+        "holdout_percent": 0,
+        "always_on": False,
+        "reenroll_after_days": 180,
     }
 
 
@@ -194,8 +254,9 @@ def apply_type(draft: dict[str, Any], campaign_type: str) -> dict[str, Any]:
         current = (out.get(name) or "").strip()
         if not current or (old is not None and current == getattr(old, name).strip()):
             out[name] = getattr(new, name)
-    if old is None or out.get("target_criteria") in ({}, None, old.target_criteria):
-        out["target_criteria"] = copy.deepcopy(new.target_criteria)
+    current = out.get("target_criteria")
+    if old is None or not current or _is_preset(current, draft.get("campaign_type") or ""):
+        out["target_criteria"] = preset_criteria(campaign_type)
     variables = dict(out.get("variables") or {})
     for key, value in (old.variables if old else {}).items():
         if variables.get(key) == value:
@@ -204,6 +265,16 @@ def apply_type(draft: dict[str, Any], campaign_type: str) -> dict[str, Any]:
         variables.setdefault(key, value)
     out["variables"] = variables
     return out
+
+
+def _is_preset(criteria: Mapping[str, Any], campaign_type: str) -> bool:
+    """Whether ``criteria`` are ``campaign_type``'s preset audience (made on any day)."""
+    if campaign_type not in PRESETS:
+        return False
+    preset = preset_criteria(campaign_type)
+    return {k: v for k, v in criteria.items() if k != "last_contact_after"} == \
+        {k: v for k, v in preset.items() if k != "last_contact_after"} and \
+        ("last_contact_after" in criteria) == ("last_contact_after" in preset)
 
 
 def used_channels(draft: Mapping[str, Any]) -> list[str]:
@@ -264,13 +335,13 @@ def templates_for(draft: Mapping[str, Any], channel: str, *, variant_b: bool = F
 
 
 def campaign_data(draft: Mapping[str, Any], *, status: str) -> dict[str, Any]:
-    """The ``core.campaigns.create_campaign`` payload for the draft.
+    """The ``core.campaigns.create_campaign`` (or ``update_campaign``) payload for the draft.
 
-    ``status`` is ``"draft"`` or ``"scheduled"``; content the chosen channels do
-    not use is left out so it cannot fail validation unseen.
+    ``status`` is ``"draft"`` or ``"scheduled"``.  Content the chosen channels do not use is sent empty,
+    so it cannot fail validation unseen and an edited campaign keeps no text it no longer sends.
     """
     method = draft.get("outreach_method") or "email"
-    needed = set(content_fields_for(draft))
+    needed = {campaign_field(draft, name) for name in content_fields_for(draft)}
     data: dict[str, Any] = {
         "name": (draft.get("name") or "").strip(),
         "description": (draft.get("description") or "").strip() or None,
@@ -283,26 +354,103 @@ def campaign_data(draft: Mapping[str, Any], *, status: str) -> dict[str, Any]:
         "rate_limit_per_minute": draft.get("rate_limit_per_minute"),
         "max_attempts": draft.get("max_attempts"),
         "status": status,
+        "agent_id": None,
+        "steps": [],
+        "variants": [],
+        "scheduled_at": None,
     }
+    for name in ("send_time", "holdout_percent", "always_on", "reenroll_after_days"):
+        if draft.get(name) is not None:
+            data[name] = draft[name]
     if "call" in used_channels(draft):
         data["max_concurrent_calls"] = draft.get("max_concurrent_calls")
         if draft.get("agent_id"):
             data["agent_id"] = str(draft["agent_id"])
     for name in CONTENT_FIELDS:
-        if name in needed:
-            data[campaign_field(draft, name)] = draft.get(name) or None
+        data[name] = None
+    for name in content_fields_for(draft):
+        data[campaign_field(draft, name)] = draft.get(name) or None
     if method == "multi":
         data["steps"] = [dict(s) for s in draft.get("steps") or [] if s.get("channel")]
     variant_b = {campaign_field(draft, k): v for k, v in (draft.get("variant_b") or {}).items()
-                 if k in needed and (v or "").strip()}
-    if variant_b:
+                 if campaign_field(draft, k) in needed and (v or "").strip()}
+    extra = [dict(v) for v in draft.get("extra_variants") or []]
+    if variant_b or extra:
         share = int(draft.get("variant_b_share") or 50)
         share = min(max(share, 1), 99)
-        data["variants"] = [{"name": "A", "weight": 100 - share}, {"name": "B", "weight": share, **variant_b}]
+        data["variants"] = [{"name": "A", "weight": 100 - share}, {"name": "B", "weight": share, **variant_b},
+                            *extra]
+        data["variant_mode"] = draft.get("variant_mode") or "split"
+        if data["variant_mode"] == "test_then_winner":
+            data["test_percent"] = int(draft.get("test_percent") or 20)
+            data["test_hours"] = float(draft.get("test_hours") or 48)
+    else:
+        data["variant_mode"] = "split"
     scheduled = draft.get("scheduled_at")
     if draft.get("start_mode") == "later" and scheduled:
         data["scheduled_at"] = scheduled.isoformat() if isinstance(scheduled, datetime) else scheduled
     return data
+
+
+def _value(campaign: Any, name: str, default: Any = None) -> Any:
+    value = campaign.get(name) if isinstance(campaign, Mapping) else getattr(campaign, name, None)
+    return default if value is None else value
+
+
+COPY_PREFIX = "Copy of "
+
+
+def draft_from_campaign(campaign: Any, *, copy_of: bool = False, now: datetime | None = None) -> dict[str, Any]:
+    """The wizard draft that :func:`campaign_data` turns back into ``campaign`` (a stored campaign or its
+    fields): to edit a draft, or — ``copy_of`` — to start a new campaign from any campaign ("Copy of …",
+    starting when confirmed).  Texts the campaign's channels do not use are the type's suggestions."""
+    kind = _value(campaign, "campaign_type", "winback")
+    kind = kind if kind in PRESETS else "winback"
+    draft = new_draft(campaign_type=kind, timezone=_value(campaign, "timezone", "America/New_York"))
+    method = _value(campaign, "outreach_method", "email")
+    name = str(_value(campaign, "name", ""))
+    if copy_of:
+        name = (COPY_PREFIX + name)[:200]
+    draft.update(
+        name=name, description=_value(campaign, "description", ""), outreach_method=method, channel_chosen=True,
+        target_criteria=copy.deepcopy(dict(_value(campaign, "target_criteria", {}))),
+        variables=dict(_value(campaign, "variables", {})),
+        steps=[dict(s) for s in _value(campaign, "steps", [])] if method == "multi" else [],
+        agent_id=str(_value(campaign, "agent_id")) if _value(campaign, "agent_id") else None,
+        send_window=dict(_value(campaign, "send_window", draft["send_window"])),
+    )
+    for name_ in ("rate_limit_per_minute", "max_concurrent_calls", "max_attempts", "send_time", "holdout_percent",
+                  "always_on", "reenroll_after_days", "variant_mode", "test_percent", "test_hours"):
+        draft[name_] = _value(campaign, name_, draft[name_])
+    # content: the campaign's own texts where its channels use them
+    stored = {n: _value(campaign, n) for n in CONTENT_FIELDS}
+    if method == "sms":
+        stored["sms_template"] = stored["message_template"] or stored["sms_template"]
+        stored["message_template"] = None
+    for field in CONTENT_FIELDS:
+        if stored[field]:
+            draft[field] = stored[field]
+    variants = [dict(v) for v in _value(campaign, "variants", [])]
+    if len(variants) >= 2:
+        a, b = variants[0], variants[1]
+        total = max(1, int(a.get("weight") or 1) + int(b.get("weight") or 1))
+
+        def own(variant: Mapping[str, Any]) -> dict[str, str]:
+            texts = {k: str(variant[k]) for k in CONTENT_FIELDS if variant.get(k)}
+            if method == "sms" and "message_template" in texts:
+                texts["sms_template"] = texts.pop("message_template")
+            return texts
+
+        draft.update(own(a))  # what version A sets is the campaign's text the wizard shows
+        draft["variant_b"] = own(b)
+        draft["variant_b_share"] = min(90, max(10, 5 * round(20 * int(b.get("weight") or 1) / total)))
+        draft["extra_variants"] = variants[2:]
+    scheduled = _value(campaign, "scheduled_at")
+    if isinstance(scheduled, str):
+        scheduled = datetime.fromisoformat(scheduled)
+    if not copy_of and scheduled is not None and scheduled > (now or datetime.now(UTC)):
+        draft["start_mode"], draft["scheduled_at"] = "later", scheduled.isoformat()
+    return draft
 
 
 # --- errors, step by step ----------------------------------------------------------------
@@ -328,13 +476,24 @@ FIELD_LABELS: dict[str, str] = {
     "max_concurrent_calls": "Calls at once",
     "max_attempts": "Tries per customer",
     "status": "Status",
+    "holdout_percent": "Customers kept back",
+    "always_on": "Always on",
+    "reenroll_after_days": "Enrol again after",
+    "send_time": "When each customer is contacted",
+    "variant_mode": "How the A/B test runs",
+    "test_percent": "Test group",
+    "test_hours": "Test length",
+    "auto_pause_failure_rate": "Automatic pause",
+    "score_min": "Lowest score",
+    "score_max": "Highest score",
 }
 _FIELD_STEP: dict[str, int] = {
     "name": 1, "description": 1, "campaign_type": 1,
     "target_criteria": 2,
     "outreach_method": 3, "steps": 3, "agent_id": 3,
     "email_subject": 4, "message_template": 4, "sms_template": 4, "call_script": 4, "variables": 4,
-    "variants": 4,
+    "variants": 4, "variant_mode": 4, "test_percent": 4, "test_hours": 4,
+    "holdout_percent": 5, "always_on": 5, "reenroll_after_days": 5, "send_time": 5, "auto_pause_failure_rate": 5,
     "scheduled_at": 5, "timezone": 5, "send_window": 5, "rate_limit_per_minute": 5, "max_concurrent_calls": 5,
     "max_attempts": 5, "status": 6,
 }
@@ -376,13 +535,34 @@ _PYDANTIC_WORDING = {
 }
 
 
+_RAW_NAME = re.compile(r"\b(?:variants\.\d+\.|target_criteria\.)?([a-z]+(?:_[a-z]+)+)\b")
+
+
+def _plain(message: str, draft: Mapping[str, Any] | None) -> str:
+    """``message`` without the API's field names: "x (message_template)" → "x"; "message_template: x" → "x";
+    any other field name that slipped in → its label."""
+    known = set(FIELD_LABELS) | set(CONTENT_FIELDS)
+    message = re.sub(r"\s*\((?:variants\.\d+\.)?([a-z_]+)\)", lambda m: "" if m.group(1) in known else m.group(0),
+                     message)
+    message = re.sub(r"^(?:(?:variants\.\d+\.)?[a-z_]+(?:\.[a-z0-9_]+)*: )+", "", message)
+    return _RAW_NAME.sub(lambda m: field_label(m.group(1), draft).lower() if m.group(1) in known else m.group(0),
+                         message)
+
+
 def describe_error(error: FieldError, draft: Mapping[str, Any] | None = None) -> str:
-    """One field error as a sentence that names the field the way the wizard shows it."""
+    """One field error as a sentence that names the field the way the wizard shows it (never as the API
+    names it, like message_template)."""
     message = _PYDANTIC_WORDING.get(error.message, error.message)
-    # the API's wording names the JSON field in brackets; the wizard has its own labels
-    for raw in ("(message_template)", "(email_subject)", "(sms_template)", "(scheduled_at)"):
-        message = message.replace(" " + raw, "")
-    return f"{field_label(error.field, draft)}: {_sentence(message)}"
+    return f"{field_label(error.field, draft)}: {_sentence(_plain(message, draft))}"
+
+
+def describe_exception(exc: DomainError, draft: Mapping[str, Any] | None = None) -> list[str]:
+    """A domain error as the wizard's sentences: one per field at fault."""
+    if isinstance(exc, Invalid):
+        return [describe_error(e, draft) for e in exc.errors]
+    if exc.field:
+        return [describe_error(FieldError(exc.field, exc.message), draft)]
+    return [_sentence(_plain(exc.message, draft))]
 
 
 def errors_by_step(errors: list[FieldError], draft: Mapping[str, Any] | None = None) -> dict[int, list[str]]:
@@ -447,7 +627,8 @@ class DurationEstimate:
             text = (f"About {_duration(self.sending_minutes)} of sending for {self.sends:,} "
                     f"{'contact' if self.sends == 1 else 'contacts'} at {pace}, within one day's send window.")
         else:
-            text = (f"About {_num(self.sending_days)} sending days for {self.sends:,} contacts at {pace} "
+            text = (f"About {_num(self.sending_days)} sending days for {self.sends:,} "
+                    f"{'contact' if self.sends == 1 else 'contacts'} at {pace} "
                     f"({_duration(self.window_minutes_per_day)} a day, {self.days_per_week} days a week): roughly "
                     f"{_num(self.calendar_days)} calendar days.")
         if self.follow_up_hours:
@@ -548,6 +729,13 @@ def describe_criteria(criteria: Mapping[str, Any], *, agent_names: Mapping[str, 
     if services:
         values = [services] if isinstance(services, str) else list(services)
         out.append("Had " + " or ".join(values) + " at some point.")
+    low, high = criteria.get("score_min"), criteria.get("score_max")
+    if low is not None and high is not None:
+        out.append(f"Re-engagement score from {low} to {high}.")
+    elif low is not None:
+        out.append(f"Re-engagement score at least {low}.")
+    elif high is not None:
+        out.append(f"Re-engagement score at most {high}.")
     if criteria.get("exclude_contacted_within_days"):
         out.append(f"Not contacted by any campaign in the last {criteria['exclude_contacted_within_days']} days.")
     for f in criteria.get("filters") or []:

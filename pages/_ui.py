@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+import phonenumbers
 import streamlit as st
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from streamlit.errors import StreamlitAPIException
 
-from core import channels
+from core import accounts, senders, signin
 from core.config import get_settings
 from core.db import make_engine, session_scope
 from core.errors import DomainError, Invalid
@@ -40,9 +42,10 @@ PAGES = {
     "customers": ROOT / "pages" / "customers.py",
     "settings": ROOT / "pages" / "settings.py",
     "campaign": ROOT / "pages" / "campaign.py",
+    "customer": ROOT / "pages" / "customer.py",
 }
 STATUS_COLORS = {"Draft": "#9CA3AF", "Scheduled": "#6366F1", "Running": "#16A34A", "Paused": "#F59E0B",
-                 "Completed": "#0EA5E9", "Stopped": "#EF4444"}
+                 "Completed": "#0EA5E9", "Stopped": "#EF4444", "Always on": "#059669"}
 RECIPIENT_COLORS = {"Waiting": "#9CA3AF", "Queued": "#6366F1", "Sent": "#0EA5E9", "Delivered": "#14B8A6",
                     "Answered": "#16A34A", "Failed": "#EF4444", "Opted out": "#F59E0B"}
 BADGE_COLORS = {"draft": "gray", "scheduled": "violet", "active": "green", "paused": "orange",
@@ -161,11 +164,12 @@ def asked(kind: str) -> dict[str, Any] | None:
 
 
 def confirm_buttons(yes: str, action: Callable[[Session], T], *, success: str, no: str = "Keep it",
-                    then: Callable[[T], None] | None = None) -> None:
+                    then: Callable[[T], None] | None = None, destructive: bool = False) -> None:
     """The two buttons of a confirmation dialog: ``yes`` runs ``action`` (as :func:`attempt` does, and
-    ``then`` with its result when it worked), ``no`` closes the dialog; either way the page reruns."""
+    ``then`` with its result when it worked), ``no`` closes the dialog; either way the page reruns.
+    A ``destructive`` action (delete, stop for good) never gets the primary style: the safe answer does."""
     left, right = st.columns(2)
-    if left.button(yes, type="primary", width="stretch"):
+    if left.button(yes, type="secondary" if destructive else "primary", width="stretch"):
         answered()
         done = False
 
@@ -179,7 +183,7 @@ def confirm_buttons(yes: str, action: Callable[[Session], T], *, success: str, n
         if done and then is not None:
             then(result)  # type: ignore[arg-type]
         st.rerun()
-    if right.button(no, width="stretch"):
+    if right.button(no, width="stretch", type="primary" if destructive else "secondary"):
         answered()
         st.rerun()
 
@@ -203,12 +207,62 @@ def local_time(value: datetime | None, *, with_time: bool = True) -> str:
 
 
 def percent(value: float) -> str:
+    """A share (0–1) as the dashboard writes every percentage: one decimal."""
     return f"{value:.1%}"
 
 
+# the one printf format of a percentage column, whose values are percent (0–100, see ``as_percent``)
+PERCENT_FORMAT = "%.1f%%"
+
+
+def as_percent(frame: Any, *columns: str) -> Any:
+    """The frame with shares (0–1) in ``columns`` turned into percent (0–100) for :data:`PERCENT_FORMAT`."""
+    return frame.assign(**{c: frame[c].astype(float) * 100 for c in columns if c in frame.columns})
+
+
+def percent_axis(top: float) -> dict[str, Any]:
+    """Plotly axis settings for shares from 0 to ``top``: ticks on a 1-2-5 step that fits the range, with as
+    many decimals as that step needs, so no two ticks read alike (never "0 %, 1 %, 1 %")."""
+    top = max(float(top), 0.0001)
+    raw = top / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    decimals = max(0, math.ceil(-math.log10(step * 100) - 1e-9))
+    return {"tickformat": f".{decimals}%", "dtick": step, "range": [0, top * 1.15]}
+
+
+def plural(count: int, one: str, many: str | None = None) -> str:
+    """``1 customer``, ``2 customers``, ``1,200 customers``."""
+    return f"{count:,} {one if count == 1 else (many or one + 's')}"
+
+
+def format_phone(e164: str | None, region: str | None = None) -> str:
+    """A stored E.164 number as people write it: national format in the business's own country,
+    international otherwise (``(201) 555-0142``, ``+44 20 7946 0958``)."""
+    if not isinstance(e164, str) or not e164:
+        return ""  # a missing number (None, or NaN in a table column)
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return e164
+    home = (region or st.session_state.get("region") or "US").upper()
+    same = phonenumbers.region_code_for_number(number) == home or (
+        number.country_code == phonenumbers.country_code_for_region(home))
+    fmt = phonenumbers.PhoneNumberFormat.NATIONAL if same else phonenumbers.PhoneNumberFormat.INTERNATIONAL
+    return phonenumbers.format_number(number, fmt)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _channel_modes(profile: str) -> dict[str, str]:
+    with db() as session:
+        modes = senders.channel_modes(accounts.get_profile(session, profile_id=uuid.UUID(profile)), get_settings())
+    return {channel: "live" if mode.live else "sandbox" for channel, mode in modes.items()}
+
+
 def channel_modes() -> dict[str, str]:
-    """``{"call"|"email"|"sms": "live"|"sandbox"}`` for the sidebar and Settings."""
-    return channels.channel_modes(get_settings())
+    """``{"call"|"email"|"sms": "live"|"sandbox"}`` for the signed-in business (its own sender and credentials
+    over the platform's), for the sidebar, the wizard and Settings."""
+    return _channel_modes(str(profile_id()))
 
 
 def page_link(page: str, label: str, icon: str | None = None, **query: Any) -> None:
@@ -295,3 +349,79 @@ def pager(total: int, *, key: str, page_size: int) -> int:
     first = (int(page) - 1) * page_size
     right.caption(f"Showing {first + 1:,}–{min(first + page_size, total):,} of {total:,}")
     return first
+
+
+# --- the browser's session (DESIGN §14: a reload or a pasted link keeps the sign-in) ----------------------
+
+SESSION_COOKIE = "connext_session"
+FORGET_COOKIE_KEY = "_forget_session_cookie"
+def client_address() -> str | None:
+    """The browser's address as the server sees it (``None`` on localhost or when unknown)."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None
+
+
+def remember_sign_in(signed: signin.SignedIn, token: str | None = None) -> None:
+    """Put who is signed in into this browser tab's state (and the token its cookie keeps)."""
+    st.session_state.update(profile_id=str(signed.profile_id), user_email=signed.email,
+                            business_name=signed.business_name, timezone=signed.timezone, region=signed.region,
+                            _session_id=str(signed.session_id), _session_expires=signed.expires_at.timestamp())
+    if token is not None:
+        st.session_state["_session_token"] = token
+
+
+def forget_sign_in() -> None:
+    """Everything this browser tab kept (drafts, a new API key, answers) belongs to the one leaving."""
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+
+
+def restore_session() -> bool:
+    """Whether this run is signed in: by this tab's state while its session is still open, else by the
+    browser's session cookie (a reload, a pasted link, a new tab).  A forged, expired or revoked cookie
+    signs nobody in, and the browser is told to drop it."""
+    session_id = st.session_state.get("_session_id")
+    if st.session_state.get("profile_id") is not None:
+        if session_id is None:
+            return True  # signed in by the tests' harness, without a browser session
+        with db() as session:
+            alive = signin.session_alive(session, session_id=uuid.UUID(str(session_id)))
+        if alive is not None:
+            return True
+        forget_sign_in()  # signed out in another tab, or the session ran out
+        st.session_state[FORGET_COOKIE_KEY] = True
+        return False
+    token = st.context.cookies.get(SESSION_COOKIE)
+    if not token:
+        return False
+    with db() as session:
+        signed = signin.resume_session(session, token=token)
+    if signed is None:
+        st.session_state[FORGET_COOKIE_KEY] = True
+        return False
+    remember_sign_in(signed, token)
+    return True
+
+
+def _cookie_script(value: str, max_age: int) -> str:
+    # set from the page: Streamlit has no response to put a Set-Cookie header on
+    return ("<script>(function(){var secure = location.protocol === 'https:' ? '; Secure' : '';"
+            f"document.cookie = '{SESSION_COOKIE}={value}; Max-Age={max_age}; Path=/; SameSite=Strict' + secure;"
+            "})();</script>")
+
+
+def keep_session_cookie() -> None:
+    """Give the browser (again) the cookie of this tab's session, living as long as the session."""
+    token = st.session_state.get("_session_token")
+    expires = st.session_state.get("_session_expires")
+    if not token or expires is None:
+        return
+    left = int(float(expires) - datetime.now(UTC).timestamp())
+    if left > 0:
+        st.html(_cookie_script(str(token), left), unsafe_allow_javascript=True, width="content")
+
+
+def drop_session_cookie() -> None:
+    """After a sign-out (or a cookie that signs nobody in): the browser forgets the cookie."""
+    if st.session_state.pop(FORGET_COOKIE_KEY, False):
+        st.html(_cookie_script("", 0), unsafe_allow_javascript=True, width="content")

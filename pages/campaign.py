@@ -1,5 +1,6 @@
-"""One campaign (``?id=``): overview, live progress, start/pause/stop, the
-recipients (paged on the server, filterable) and each recipient's story."""
+"""One campaign (``?id=``): overview, start/pause/stop, and — refreshing on their own while the
+campaign runs, or while it waits to start — what it waits for, its progress and counters, the
+customers (paged on the server, filterable) and the chosen customer's story."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from core import analytics, campaigns, wizard
+from core import analytics, campaigns, waiting, wizard
 from core.analytics import RECIPIENT_STATUS_LABELS, STATUS_LABELS, TYPE_LABELS
 from core.errors import DomainError
 from core.models import RECIPIENT_STATUSES
@@ -24,6 +25,7 @@ from pages._ui import (
     business_timezone,
     confirm_buttons,
     db,
+    format_phone,
     go,
     local_time,
     page_link,
@@ -32,12 +34,15 @@ from pages._ui import (
     past_the_end,
     percent,
     pick,
+    plural,
     profile_id,
     query_id,
     sentence,
 )
 
 REFRESH_SECONDS = 3
+# a draft or a paused campaign may be started from another tab or the API: look now and then
+IDLE_REFRESH_SECONDS = 15
 PAGE_SIZE = 50
 pid = profile_id()
 cid = query_id()
@@ -64,6 +69,9 @@ if campaign is None:
     page_link("campaigns", "Go to the campaign list", icon=":material/campaign:")
     st.stop()
 status = campaign.status
+refresh = {"active": REFRESH_SECONDS, "scheduled": REFRESH_SECONDS, "draft": IDLE_REFRESH_SECONDS,
+           "paused": IDLE_REFRESH_SECONDS}.get(status)
+tz = business_timezone()
 
 # --- header and actions -------------------------------------------------------------------------------
 page_link("campaigns", "All campaigns", icon=":material/arrow_back:")
@@ -77,13 +85,8 @@ if campaign.outreach_method == "multi":
 st.caption(f"{TYPE_LABELS[campaign.campaign_type]} · {method_text} · created {local_time(campaign.created_at)}")
 if campaign.description:
     st.write(campaign.description)
-if campaign.status_reason:
+if campaign.status_reason and status in ("completed", "cancelled"):
     st.warning(campaign.status_reason, icon=":material/info:")
-if status == "scheduled" and campaign.scheduled_at:
-    st.info(f"Starts on its own on {local_time(campaign.scheduled_at)} ({business_timezone()}); the customers who "
-            "match at that moment are selected then.", icon=":material/schedule:")
-if status == "draft":
-    st.info("This is a draft: nothing is sent until you start it.", icon=":material/edit_note:")
 
 
 @st.dialog("Stop this campaign?", on_dismiss=answered)
@@ -91,82 +94,98 @@ def confirm_stop() -> None:
     st.write("Customers not reached yet will not be contacted, and a stopped campaign cannot be started again. "
              "To stop only for a while, pause it instead.")
     confirm_buttons("Stop the campaign", lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=cid),
-                    success="Campaign stopped.", no="Keep it running")
+                    success="Campaign stopped.", no="Keep it running", destructive=True)
 
 
 @st.dialog("Delete this campaign?", on_dismiss=answered)
 def confirm_delete() -> None:
     st.write("The campaign, its recipient list and its results will be deleted. This cannot be undone.")
     confirm_buttons("Delete the campaign", lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=cid),
-                    success=f"“{campaign.name}” deleted.", then=lambda _: go("campaigns"))
+                    success=f"“{campaign.name}” deleted.", then=lambda _: go("campaigns"), destructive=True)
 
 
-actions = st.columns(5)
-if actions[0].button("Resume" if status == "paused" else "Start now", icon=":material/play_arrow:", width="stretch",
-                     type="primary", disabled=status not in ("draft", "scheduled", "paused")):
-    with st.spinner("Choosing the customers who match and starting…"):
-        attempt(lambda s: campaigns.start_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign running.",
+with st.container(horizontal=True):
+    if st.button("Resume" if status == "paused" else "Start now", icon=":material/play_arrow:", type="primary",
+                 disabled=status not in ("draft", "scheduled", "paused")):
+        with st.spinner("Choosing the customers who match and starting…"):
+            attempt(lambda s: campaigns.start_campaign(s, profile_id=pid, campaign_id=cid),
+                    success="Campaign running.", remember=True)
+        st.rerun()
+    if st.button("Pause", icon=":material/pause:", disabled=status != "active"):
+        attempt(lambda s: campaigns.pause_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign paused.",
                 remember=True)
-    st.rerun()
-if actions[1].button("Pause", icon=":material/pause:", width="stretch", disabled=status != "active"):
-    attempt(lambda s: campaigns.pause_campaign(s, profile_id=pid, campaign_id=cid), success="Campaign paused.",
-            remember=True)
-    st.rerun()
-if actions[2].button("Stop…", icon=":material/stop:", width="stretch", disabled=status in ("completed", "cancelled")):
-    ask("stop_one", id=str(cid))
-if actions[3].button("Results and charts", icon=":material/insights:", width="stretch"):
-    go("analytics", id=cid)
-if actions[4].button("Delete…", icon=":material/delete:", width="stretch", disabled=status == "active",
-                     help="Pause or stop it before deleting it." if status == "active" else None):
-    ask("delete_one", id=str(cid))
+        st.rerun()
+    if st.button("Stop…", icon=":material/stop:", disabled=status in ("completed", "cancelled")):
+        ask("stop_one", id=str(cid))
+    if st.button("Results and charts", icon=":material/insights:"):
+        go("analytics", id=cid)
+    if st.button("Delete…", icon=":material/delete:", disabled=status == "active",
+                 help="Pause or stop it before deleting it." if status == "active" else None):
+        ask("delete_one", id=str(cid))
 if (question := asked("stop_one")) and question["id"] == str(cid):
     confirm_stop()
 if (question := asked("delete_one")) and question["id"] == str(cid):
     confirm_delete()
 
 
-# --- live progress -----------------------------------------------------------------------------------------
+def follow_status() -> None:
+    """The campaign changed status meanwhile (the scheduler started or completed it, another tab paused it):
+    the whole page is drawn again, buttons included."""
+    try:
+        with db() as session:
+            now_status = campaigns.get_campaign(session, profile_id=pid, campaign_id=cid).status
+    except DomainError:
+        now_status = None
+    if now_status != status:
+        st.rerun(scope="app")
 
 
-@st.fragment(run_every=REFRESH_SECONDS if status == "active" else None)
+# --- what it waits for, and its progress ------------------------------------------------------------------
+
+
+@st.fragment(run_every=refresh)
 def live_progress() -> None:
+    follow_status()
     try:
         with db() as session:
             progress = analytics.campaign_progress(session, profile_id=pid, campaign_id=cid)
-            now_status = campaigns.get_campaign(session, profile_id=pid, campaign_id=cid).status
+            why = waiting.why_waiting(session, profile_id=pid, campaign_id=cid, timezone=tz)
+            reasons = analytics.failure_reasons(session, profile_id=pid, campaign_id=cid)
     except DomainError as exc:
         st.error(sentence(exc))
         return
-    if now_status != status:
-        st.rerun(scope="app")  # e.g. the scheduler completed it: the whole page changes
+    if why is not None:
+        alarm = why.kind in ("paused", "stalled", "provider")
+        (st.warning if alarm else st.info)(why.sentence, icon=":material/schedule:" if not alarm else
+                                           ":material/pause_circle:" if why.kind == "paused" else ":material/warning:")
     s = progress.stats
     if s.recipients == 0:
-        if status in ("draft", "scheduled"):
-            st.caption("No customers selected yet: they are chosen when the campaign starts.")
-        else:
+        if status not in ("draft", "scheduled"):
             st.warning("Nobody matched the audience when this campaign started, so there was no one to contact.")
         return
-    st.progress(s.progress, text=f"{s.done:,} of {s.recipients:,} customers done ({percent(s.progress)})")
+    st.progress(s.progress, text=f"{s.done:,} of {plural(s.recipients, 'customer')} done ({percent(s.progress)})")
     cols = st.columns(7)
-    cols[0].metric("Customers", f"{s.recipients:,}")
-    cols[1].metric("Sent", f"{s.sent:,}")
-    cols[2].metric("Delivered", f"{s.delivered:,}")
+    cols[0].metric("Customers", f"{s.recipients:,}", help="Customers this campaign contacts.")
+    cols[1].metric("Sent", f"{s.sent:,}", help="Sent a message or called (delivered and answered ones included).")
+    cols[2].metric("Delivered", f"{s.delivered:,}", help="Delivery confirmed at some point (a customer who then "
+                                                         "replied still counts).")
     cols[3].metric("Responded", f"{s.responded:,}", help="Replied, clicked or talked to the agent.")
     cols[4].metric("Converted", f"{s.converted:,}", help="Booked or otherwise said yes.")
-    cols[5].metric("Failed", f"{s.failed:,}")
-    cols[6].metric("Opted out", f"{s.opted_out:,}")
-    notes = [f"Response rate {percent(s.response_rate)}, conversion rate {percent(s.conversion_rate)}."]
-    if status == "active":
-        if progress.in_flight:
-            notes.append(f"{progress.in_flight:,} being sent right now.")
-        if progress.due_now:
-            notes.append(f"{progress.due_now:,} due now.")
-        elif progress.next_due_at:
-            notes.append(f"Next send due {local_time(progress.next_due_at)}.")
-        notes.append(f"Refreshes every {REFRESH_SECONDS} seconds.")
+    cols[5].metric("Failed", f"{s.failed:,}", help="Bounced or could not be reached; the reasons are below.")
+    cols[6].metric("Opted out", f"{s.opted_out:,}", help="Asked to stop or marked the message as spam.")
+    notes = [f"Response rate {percent(s.response_rate)} of sent, conversion rate {percent(s.conversion_rate)} "
+             "of sent."]
     if progress.last_event_at:
         notes.append(f"Last activity {local_time(progress.last_event_at)}.")
+    if refresh == REFRESH_SECONDS:
+        notes.append(f"Refreshes every {REFRESH_SECONDS} seconds.")
     st.caption(" ".join(notes))
+    if s.holdout:
+        st.caption(f"Plus {plural(s.holdout, 'customer')} kept back as a holdout group: never contacted, they show "
+                   "how many would have come back without the campaign.")
+    if not reasons.empty:
+        st.caption("Why customers failed: " + "; ".join(f"{r.reason} ({r.customers:,})"
+                                                        for r in reasons.itertuples()) + ".")
 
 
 live_progress()
@@ -195,108 +214,135 @@ with st.expander("How this campaign is set up"):
         st.caption("A/B test: " + ", ".join(f"version {v['name']} (weight {v.get('weight', 1)})"
                                             for v in campaign.variants))
 
-# --- recipients --------------------------------------------------------------------------------------------
-st.subheader("Customers in this campaign", anchor=False)
-f1, f2 = st.columns([1, 2])
-status_filter = f1.selectbox("Status", ["", *RECIPIENT_STATUSES], key="recipient_status",
-                             format_func=lambda s: RECIPIENT_STATUS_LABELS.get(s, "All statuses"))
-search = f2.text_input("Search by name, phone or e-mail", key="recipient_search", placeholder="e.g. Garcia or 555")
-offset = page_offset("recipients_page", PAGE_SIZE, (str(cid), status_filter, search))
-try:
-    with db() as session:
-        page, total = analytics.recipients_page(session, profile_id=pid, campaign_id=cid,
-                                                status=status_filter or None, search=search or None,
-                                                limit=PAGE_SIZE, offset=offset)
-except DomainError as exc:
-    st.error(sentence(exc))
-    st.stop()
-past_the_end(len(page), total, key="recipients_page", page_size=PAGE_SIZE)
 
-if total == 0:
-    if status_filter or search:
-        st.info("No customer matches this filter.")
-    elif status in ("draft", "scheduled"):
-        st.info("Customers are selected when the campaign starts. Start it now, or wait for its scheduled time.")
-    else:
-        st.info("This campaign has no customers.")
-    st.stop()
-
-tz = business_timezone()
-shown = page.assign(status_badge=[[label] for label in page["status_label"]])
-shown = blank_missing_text(shown)
-event = st.dataframe(
-    shown, hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="recipient_table",
-    column_order=["customer", "phone", "email", "status_badge", "variant", "channel", "step", "attempts", "sent_at",
-                  "responded_at", "converted", "error"],
-    column_config={
-        "customer": st.column_config.TextColumn("Customer"),
-        "phone": st.column_config.TextColumn("Phone"),
-        "email": st.column_config.TextColumn("E-mail"),
-        "status_badge": st.column_config.MultiselectColumn("Status", options=list(RECIPIENT_COLORS),
-                                                           color=list(RECIPIENT_COLORS.values())),
-        "variant": st.column_config.TextColumn("Version"),
-        "channel": st.column_config.TextColumn("Last channel"),
-        "step": st.column_config.NumberColumn("Step"),
-        "attempts": st.column_config.NumberColumn("Tries"),
-        "sent_at": st.column_config.DatetimeColumn("Sent", format="MMM D, HH:mm", timezone=tz),
-        "responded_at": st.column_config.DatetimeColumn("Responded", format="MMM D, HH:mm", timezone=tz),
-        "converted": st.column_config.CheckboxColumn("Converted"),
-        "error": st.column_config.TextColumn("Problem", width="medium"),
-    },
-)
-pager(total, key="recipients_page", page_size=PAGE_SIZE)
-
-# --- one recipient ------------------------------------------------------------------------------------------
-ids = list(page["id"])
-labels = {row.id: f"{row.customer} · {row.phone or row.email} · {row.status_label}"
-          for row in blank_missing_text(page).itertuples()}
-chosen = pick("Details for", ids, key="recipient_detail", format_func=lambda i: labels[i],
-              clicked_rows=event.selection.rows if event is not None else None, help="Or click a row in the table.")
-with db() as session:
-    detail = analytics.recipient_detail(session, profile_id=pid, recipient_id=uuid.UUID(chosen))
+# --- the customers -----------------------------------------------------------------------------------------
 
 
 def _when(value: datetime | None) -> str:
     return local_time(value) if value else "—"
 
 
-with st.container(border=True):
-    st.markdown(f"**{detail.customer_name or 'Unnamed customer'}** — "
-                f"{' · '.join(x for x in (detail.customer_phone, detail.customer_email) if x)}")
-    c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Status", RECIPIENT_STATUS_LABELS[detail.status])
-    c2.metric("Step", f"{detail.step + 1}")
-    c3.metric("Tries so far", f"{detail.attempts_made}")
-    c4.metric("Converted", "Yes" if detail.converted else "No")
-    st.caption(f"Sent {_when(detail.sent_at)} · delivered {_when(detail.delivered_at)} · answered "
-               f"{_when(detail.answered_at)} · responded {_when(detail.responded_at)}"
-               + (f" · next try {_when(detail.next_attempt_at)}" if detail.next_attempt_at else "")
-               + (f" · version {detail.variant}" if detail.variant else ""))
-    if detail.error_message:
-        st.error(f"Problem: {detail.error_message}")
-    if detail.summary:
-        st.markdown(f"**Call summary.** {detail.summary}")
-    if detail.reply:
-        st.markdown(f"**Their reply.** {detail.reply}")
-    if detail.recording_url:
-        st.markdown(f"[Listen to the recording]({detail.recording_url})")
-    if detail.transcript:
-        with st.expander("Call transcript"):
-            st.text(detail.transcript)
-    tab_events, tab_attempts = st.tabs(["What happened", "Send attempts"])
-    with tab_events:
-        if detail.events.empty:
-            st.caption("Nothing has happened yet for this customer.")
+@st.fragment(run_every=refresh)
+def customers() -> None:
+    follow_status()
+    st.subheader("Customers in this campaign", anchor=False)
+    f1, f2 = st.columns([1, 2])
+    status_filter = f1.selectbox("Status", ["", *RECIPIENT_STATUSES], key="recipient_status",
+                                 format_func=lambda s: RECIPIENT_STATUS_LABELS.get(s, "All statuses"))
+    search = f2.text_input("Search by name, phone or e-mail", key="recipient_search",
+                           placeholder="e.g. Garcia or 555")
+    offset = page_offset("recipients_page", PAGE_SIZE, (str(cid), status_filter, search))
+    try:
+        with db() as session:
+            page, total = analytics.recipients_page(session, profile_id=pid, campaign_id=cid,
+                                                    status=status_filter or None, search=search or None,
+                                                    limit=PAGE_SIZE, offset=offset)
+    except DomainError as exc:
+        st.error(sentence(exc))
+        return
+    past_the_end(len(page), total, key="recipients_page", page_size=PAGE_SIZE)
+
+    if total == 0:
+        if status_filter or search:
+            st.info("No customer matches this filter.")
+        elif status in ("draft", "scheduled"):
+            st.info("Customers are selected when the campaign starts. Start it now, or wait for its scheduled "
+                    "time.")
         else:
-            st.dataframe(blank_missing_text(detail.events), hide_index=True, width="stretch", column_config={
-                "time": st.column_config.DatetimeColumn("When", format="MMM D, HH:mm:ss", timezone=tz),
-                "event": "What", "channel": "Channel", "provider": "Provider", "note": "Details"})
-    with tab_attempts:
-        if detail.attempts.empty:
-            st.caption("No send attempt yet.")
-        else:
-            st.dataframe(blank_missing_text(detail.attempts), hide_index=True, width="stretch", column_config={
-                "step": "Step", "try": "Try", "channel": "Channel", "provider": "Provider", "outcome": "Outcome",
-                "message id": "Provider's id", "error": "Problem",
-                "started": st.column_config.DatetimeColumn("Started", format="MMM D, HH:mm:ss", timezone=tz),
-                "finished": st.column_config.DatetimeColumn("Finished", format="MMM D, HH:mm:ss", timezone=tz)})
+            st.info("This campaign has no customers.")
+        return
+
+    shown = blank_missing_text(page).assign(
+        status_badge=[[label] for label in page["status_label"]],
+        phone=[format_phone(p) for p in page["phone"]],
+        customer_page=[f"customer?id={c}" if c else None for c in page["customer_id"]],
+    )
+    event = st.dataframe(
+        shown, hide_index=True, placeholder="", width="stretch", on_select="rerun",
+        selection_mode="single-row", key="recipient_table",
+        column_order=["customer", "customer_page", "phone", "email", "status_badge", "variant", "channel", "step",
+                      "attempts", "sent_at", "responded_at", "converted", "error"],
+        column_config={
+            "customer": st.column_config.TextColumn("Customer", width="medium"),
+            "customer_page": st.column_config.LinkColumn("Customer page", display_text="Open ↗", width="small",
+                                                         help="Everything about this customer, in a new tab."),
+            "phone": st.column_config.TextColumn("Phone"),
+            "email": st.column_config.TextColumn("E-mail", width="medium"),
+            "status_badge": st.column_config.MultiselectColumn("Status", options=list(RECIPIENT_COLORS),
+                                                               color=list(RECIPIENT_COLORS.values()), width="small"),
+            "variant": st.column_config.TextColumn("Version", width="small"),
+            "channel": st.column_config.TextColumn("Channel"),
+            "step": st.column_config.NumberColumn("Step", width="small"),
+            "attempts": st.column_config.NumberColumn("Tries", width="small"),
+            "sent_at": st.column_config.DatetimeColumn("Sent", format="MMM D, HH:mm", timezone=tz),
+            "responded_at": st.column_config.DatetimeColumn("Responded", format="MMM D, HH:mm", timezone=tz),
+            "converted": st.column_config.CheckboxColumn("Converted", width="small"),
+            "error": st.column_config.TextColumn("Problem", width="medium"),
+        },
+    )
+    pager(total, key="recipients_page", page_size=PAGE_SIZE)
+
+    # --- one customer ------------------------------------------------------------------------------------
+    ids = list(page["id"])
+    labels = {row.id: f"{row.customer} · {format_phone(row.phone) or row.email or 'no contact'} · {row.status_label}"
+              for row in blank_missing_text(page).itertuples()}
+    chosen = pick("Details for", ids, key="recipient_detail", format_func=lambda i: labels[i],
+                  clicked_rows=event.selection.rows if event is not None else None,
+                  help="Or click a row in the table.")
+    try:
+        with db() as session:
+            detail = analytics.recipient_detail(session, profile_id=pid, recipient_id=uuid.UUID(chosen))
+    except DomainError as exc:
+        st.error(sentence(exc))
+        return
+    customer_id = page.loc[page["id"] == chosen, "customer_id"].iloc[0]
+    with st.container(border=True):
+        head, link = st.columns([4, 1], vertical_alignment="center")
+        head.markdown(f"**{detail.customer_name or 'Unnamed customer'}** — "
+                      f"{' · '.join(x for x in (format_phone(detail.customer_phone), detail.customer_email) if x)}")
+        if customer_id:
+            with link:
+                page_link("customer", "Customer page", icon=":material/person:", id=customer_id)
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Status", RECIPIENT_STATUS_LABELS[detail.status])
+        c2.metric("Step", f"{detail.step + 1}")
+        c3.metric("Tries so far", f"{detail.attempts_made}")
+        c4.metric("Converted", "Yes" if detail.converted else "No")
+        st.caption(f"Sent {_when(detail.sent_at)} · delivered {_when(detail.delivered_at)} · answered "
+                   f"{_when(detail.answered_at)} · responded {_when(detail.responded_at)}"
+                   + (f" · next try {_when(detail.next_attempt_at)}" if detail.next_attempt_at else "")
+                   + (f" · version {detail.variant}" if detail.variant else ""))
+        if detail.error_message:
+            st.error(f"Problem: {detail.error_message}")
+        if detail.summary:
+            st.markdown(f"**Call summary.** {detail.summary}")
+        if detail.reply:
+            st.markdown(f"**Their reply.** {detail.reply}")
+        if detail.recording_url:
+            st.markdown(f"[Listen to the recording]({detail.recording_url})")
+        if detail.transcript:
+            with st.expander("Call transcript"):
+                st.text(detail.transcript)
+        tab_events, tab_attempts = st.tabs(["What happened", "Send attempts"])
+        with tab_events:
+            if detail.events.empty:
+                st.caption("Nothing has happened yet for this customer.")
+            else:
+                st.dataframe(blank_missing_text(detail.events), hide_index=True, placeholder="", width="stretch",
+                             column_config={
+                    "time": st.column_config.DatetimeColumn("When", format="MMM D, HH:mm:ss", timezone=tz),
+                    "event": "What", "channel": "Channel", "provider": "Provider",
+                    "note": st.column_config.TextColumn("Details", width="large")})
+        with tab_attempts:
+            if detail.attempts.empty:
+                st.caption("No send attempt yet.")
+            else:
+                st.dataframe(blank_missing_text(detail.attempts), hide_index=True, placeholder="", width="stretch",
+                             column_config={
+                    "step": "Step", "try": "Try", "channel": "Channel", "provider": "Provider", "outcome": "Outcome",
+                    "message id": "Provider's id", "error": st.column_config.TextColumn("Problem", width="large"),
+                    "started": st.column_config.DatetimeColumn("Started", format="MMM D, HH:mm:ss", timezone=tz),
+                    "finished": st.column_config.DatetimeColumn("Finished", format="MMM D, HH:mm:ss", timezone=tz)})
+
+
+customers()

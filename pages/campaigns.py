@@ -1,5 +1,5 @@
-"""Campaigns: every campaign with its status, progress and key rates; filters;
-quick actions (open, start, pause, stop, delete)."""
+"""Campaigns: every campaign with its status, progress, key rates and what it waits for ("next send
+09:00"); filters; a click on a row opens the campaign; quick actions (open, start, pause, stop, delete)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ import streamlit as st
 from core import analytics, campaigns
 from core.models import CAMPAIGN_STATUSES, CAMPAIGN_TYPES
 from pages._ui import (
+    PERCENT_FORMAT,
     STATUS_COLORS,
     answered,
+    as_percent,
     ask,
     asked,
     attempt,
+    blank_missing_text,
     business_timezone,
     confirm_buttons,
     db,
@@ -36,6 +39,7 @@ pid = profile_id()
 @st.cache_data(ttl=5, show_spinner=False)
 def load_table(profile: str, status: str | None, campaign_type: str | None, after: datetime | None,
                before: datetime | None, offset: int, timezone: str) -> tuple[pd.DataFrame, int]:
+    """One page of the list (cached a few seconds: the list also says what each campaign waits for)."""
     with db() as session:
         return analytics.campaign_table(session, profile_id=uuid.UUID(profile), status=status,
                                         campaign_type=campaign_type, created_after=after, created_before=before,
@@ -75,32 +79,37 @@ if total == 0:
     st.info("No campaign matches these filters. Change or clear the filters above.")
     st.stop()
 
-shown = table.assign(status_badge=[[label] for label in table["status_label"]], created=table["created_at"])
+shown = blank_missing_text(as_percent(table, "progress", "response_rate", "conversion_rate")).assign(
+    status_badge=[[label] for label in table["status_label"]], created=table["created_at"])
 event = st.dataframe(
     shown,
-    column_order=["name", "status_badge", "channel", "schedule", "progress", "progress_text",
+    column_order=["name", "status_badge", "next_send", "channel", "schedule", "progress", "progress_text",
                   "response_rate", "conversion_rate", "type", "created"],
     column_config={
-        "name": st.column_config.TextColumn("Campaign", width="medium"),
+        "name": st.column_config.TextColumn("Campaign", width="medium", help="Click a row to open the campaign."),
         "status_badge": st.column_config.MultiselectColumn(
             "Status", options=list(STATUS_COLORS), color=list(STATUS_COLORS.values()), width="small"),
+        "next_send": st.column_config.TextColumn("Next send", width="medium",
+                                                 help="When the campaign sends next, or what it waits for."),
         "channel": st.column_config.TextColumn("Channel", width="small"),
-        "schedule": st.column_config.TextColumn("Schedule"),
-        "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=1.0, format="percent",
-                                                    help="Customers with nothing left to do, out "
-                                                                        "of all recipients."),
+        "schedule": st.column_config.TextColumn("Schedule", width="medium"),
+        "progress": st.column_config.ProgressColumn("Progress", min_value=0.0, max_value=100.0, format=PERCENT_FORMAT,
+                                                    help="Customers with nothing left to do, of all the customers "
+                                                         "the campaign contacts.", width="small"),
         "progress_text": st.column_config.TextColumn("Done", width="small"),
-        "response_rate": st.column_config.NumberColumn("Responded", format="percent", width="small",
-                                                       help="Customers who replied, clicked or answered, out "
-                                                            "of those reached."),
-        "conversion_rate": st.column_config.NumberColumn("Converted", format="percent", width="small",
-                                                         help="Customers who booked, out of those reached."),
+        "response_rate": st.column_config.NumberColumn("Responded", format=PERCENT_FORMAT, width="small",
+                                                       help="Customers who replied, clicked or answered, of sent."),
+        "conversion_rate": st.column_config.NumberColumn("Converted", format=PERCENT_FORMAT, width="small",
+                                                         help="Customers who booked, of sent."),
         "type": st.column_config.TextColumn("Type", width="small"),
         "created": st.column_config.DatetimeColumn("Created", format="MMM D, YYYY", timezone=business_timezone(),
                                                    width="small"),
     },
-    hide_index=True, width="stretch", on_select="rerun", selection_mode="single-row", key="campaign_table",
+    hide_index=True, placeholder="", width="stretch", on_select="rerun", selection_mode="single-row",
+    key="campaign_table",
 )
+if event is not None and event.selection.rows:
+    go("campaign", id=table["id"].iloc[event.selection.rows[0]])  # a click on a row opens the campaign
 pager(total, key="campaigns_page", page_size=PAGE_SIZE)
 
 # --- quick actions ---------------------------------------------------------------------------------
@@ -108,9 +117,8 @@ st.subheader("Actions", anchor=False)
 ids = list(table["id"])
 names = dict(zip(table["id"], table["name"], strict=True))
 statuses = dict(zip(table["id"], table["status"], strict=True))
-chosen = pick("Campaign", ids, key="action_campaign", clicked_rows=event.selection.rows if event else None,
-              format_func=lambda i: f"{names[i]} ({analytics.STATUS_LABELS[statuses[i]]})",
-              help="Or click a row in the table.")
+chosen = pick("Campaign", ids, key="action_campaign",
+              format_func=lambda i: f"{names[i]} ({analytics.STATUS_LABELS[statuses[i]]})")
 cid = uuid.UUID(chosen)
 status = statuses[chosen]
 
@@ -121,7 +129,7 @@ def confirm_stop(campaign_id: uuid.UUID, name: str) -> None:
              "campaign cannot be started again. To stop only for a while, pause it instead.")
     confirm_buttons("Stop the campaign",
                     lambda s: campaigns.stop_campaign(s, profile_id=pid, campaign_id=campaign_id),
-                    success=f"“{name}” stopped.", no="Keep it running")
+                    success=f"“{name}” stopped.", no="Keep it running", destructive=True)
 
 
 @st.dialog("Delete this campaign?", on_dismiss=answered)
@@ -129,34 +137,36 @@ def confirm_delete(campaign_id: uuid.UUID, name: str) -> None:
     st.write(f"**{name}** and its recipient list and results will be deleted. This cannot be undone.")
     confirm_buttons("Delete the campaign",
                     lambda s: campaigns.delete_campaign(s, profile_id=pid, campaign_id=campaign_id),
-                    success=f"“{name}” deleted.")
+                    success=f"“{name}” deleted.", destructive=True)
 
 
-cols = st.columns(6)
-if cols[0].button("Open", icon=":material/open_in_new:", width="stretch"):
-    go("campaign", id=cid)
-if cols[1].button("Results", icon=":material/insights:", width="stretch"):
-    go("analytics", id=cid)
-start_label = "Resume" if status == "paused" else "Start now"
-if cols[2].button(start_label, icon=":material/play_arrow:", width="stretch",
-                  disabled=status not in ("draft", "scheduled", "paused")):
-    with st.spinner("Choosing the customers who match and starting…"):
-        attempt(lambda s: campaigns.start_campaign(s, profile_id=pid, campaign_id=cid),
-                success=f"“{names[chosen]}” is running.", remember=True)
-    st.rerun()
-if cols[3].button("Pause", icon=":material/pause:", width="stretch", disabled=status != "active"):
-    attempt(lambda s: campaigns.pause_campaign(s, profile_id=pid, campaign_id=cid),
-            success=f"“{names[chosen]}” paused.", remember=True)
-    st.rerun()
-if cols[4].button("Stop…", icon=":material/stop:", width="stretch", disabled=status in ("completed", "cancelled")):
-    ask("stop_campaign", id=chosen)
-if cols[5].button("Delete…", icon=":material/delete:", width="stretch", disabled=status == "active",
-                  help="Pause or stop a running campaign before deleting it." if status == "active" else None):
-    ask("delete_campaign", id=chosen)
+with st.container(horizontal=True):
+    if st.button("Open", icon=":material/open_in_new:"):
+        go("campaign", id=cid)
+    if st.button("Results", icon=":material/insights:"):
+        go("analytics", id=cid)
+    if st.button("Resume" if status == "paused" else "Start now", icon=":material/play_arrow:",
+                 disabled=status not in ("draft", "scheduled", "paused")):
+        with st.spinner("Choosing the customers who match and starting…"):
+            attempt(lambda s: campaigns.start_campaign(s, profile_id=pid, campaign_id=cid),
+                    success=f"“{names[chosen]}” is running.", remember=True)
+        st.rerun()
+    if st.button("Pause", icon=":material/pause:", disabled=status != "active"):
+        attempt(lambda s: campaigns.pause_campaign(s, profile_id=pid, campaign_id=cid),
+                success=f"“{names[chosen]}” paused.", remember=True)
+        st.rerun()
+    if st.button("Stop…", icon=":material/stop:", disabled=status in ("completed", "cancelled")):
+        ask("stop_campaign", id=chosen)
+    if st.button("Delete…", icon=":material/delete:", disabled=status == "active",
+                 help="Pause or stop a running campaign before deleting it." if status == "active" else None):
+        ask("delete_campaign", id=chosen)
 if (question := asked("stop_campaign")) and question["id"] in names:
     confirm_stop(uuid.UUID(question["id"]), names[question["id"]])
 if (question := asked("delete_campaign")) and question["id"] in names:
     confirm_delete(uuid.UUID(question["id"]), names[question["id"]])
+waits = table.loc[table["id"] == chosen, "waiting"].iloc[0]
 reason = table.loc[table["id"] == chosen, "status_reason"].iloc[0]
-if reason:
+if waits:
+    st.caption(waits)
+elif reason:
     st.caption(f"Why it is {analytics.STATUS_LABELS[status].lower()}: {reason}")

@@ -1,8 +1,11 @@
-"""Create campaign: the six-step wizard.
+"""Create campaign: the six-step wizard — also to edit a draft (``create_campaign?edit=<id>``) and to start a new
+campaign from a copy of any campaign (``create_campaign?copy=<id>``).
 
 The draft lives in ``st.session_state["wizard"]`` (a plain dict, not widget
 state), so it survives going back and forth between steps and to other pages;
-each step is a form whose submit writes into the draft.
+each step is a form whose submit writes into the draft — except the audience,
+whose count follows every change, and the few choices that show or hide other
+fields.
 """
 
 from __future__ import annotations
@@ -16,16 +19,30 @@ from zoneinfo import ZoneInfo, available_timezones
 import pandas as pd
 import streamlit as st
 
-from core import accounts, campaigns, wizard
+from core import accounts, campaigns, launch, testsend, wizard
 from core.config import get_settings
-from core.customers import service_types
+from core.customers import lead_statuses, service_types
 from core.errors import DomainError, FieldError, Invalid
-from core.models import CAMPAIGN_TYPES, CHANNELS, LEAD_STATUSES, OUTREACH_METHODS, STEP_CONDITIONS
+from core.launch import money
+from core.models import CAMPAIGN_TYPES, CHANNELS, OUTREACH_METHODS, STEP_CONDITIONS
 from core.schemas import DAYS, SendWindow
 from core.targeting import ALL_OPS, FILTER_FIELDS, Preview, preview_audience
 from core.templates import BUILTIN_VARIABLES, check_template, check_variable_names
-from core.testsend import SampleCustomer, render_message, send_test
-from pages._ui import business_timezone, channel_modes, clear_caches, db, go, profile_id, say, sentence
+from core.testsend import SampleCustomer, send_test
+from pages._ui import (
+    blank_missing_text,
+    business_timezone,
+    channel_modes,
+    clear_caches,
+    db,
+    format_phone,
+    go,
+    page_link,
+    plural,
+    profile_id,
+    say,
+    sentence,
+)
 
 pid = profile_id()
 MAX_STEPS_ROWS = 3
@@ -47,25 +64,73 @@ def _fresh() -> dict[str, Any]:
             "field_errors": {}, "test_result": None}
 
 
+EDITABLE = ("draft", "scheduled")  # a scheduled campaign has not started yet
+
+
+def _from_campaign(mode: str, raw: str) -> dict[str, Any] | None:
+    """A wizard opened on a stored campaign (``mode`` ``edit`` or ``copy``), or None (said why)."""
+    try:
+        with db() as session:
+            campaign = campaigns.get_campaign(session, profile_id=pid, campaign_id=uuid.UUID(raw))
+            status, name = campaign.status, campaign.name
+            loaded = wizard.draft_from_campaign(campaign, copy_of=mode == "copy")
+    except (ValueError, DomainError):
+        say("error", "That campaign does not exist (any more) in your business, so there is nothing to "
+                     f"{'edit' if mode == 'edit' else 'copy'}.", remember=True)
+        return None
+    if mode == "edit" and status not in EDITABLE:
+        st.session_state["_not_editable"] = (raw, name, status)
+        return None
+    return {**_fresh(), "draft": loaded, "reached": len(wizard.STEPS), "mode": mode,
+            "source": (mode, raw, name)}
+
+
+def _open_from_query() -> None:
+    """Follow ``?edit=`` / ``?copy=`` once: the wizard then keeps its own draft (a reload keeps the edits)."""
+    for mode in ("edit", "copy"):
+        raw = st.query_params.get(mode)
+        if not raw:
+            continue
+        current = st.session_state.get("wizard") or {}
+        if (current.get("source") or (None, None))[:2] == (mode, raw):
+            return
+        _forget_widgets()
+        opened = _from_campaign(mode, str(raw))
+        if opened is not None:
+            st.session_state["wizard"] = opened
+        else:
+            del st.query_params[mode]
+        return
+
+
+_open_from_query()
 W: dict[str, Any] = st.session_state.get("wizard") or _fresh()
 st.session_state["wizard"] = W
 draft: dict[str, Any] = W["draft"]
+EDITING = W.get("mode") == "edit"
 
 
 # --- cached reads ------------------------------------------------------------------------------------
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def load_audience(profile: str, criteria_json: str, method: str, steps_json: str) -> Preview:
+def load_audience(profile: str, criteria_json: str, method: str, steps_json: str, campaign_type: str) -> Preview:
     with db() as session:
         return preview_audience(session, profile_id=uuid.UUID(profile), target_criteria=json.loads(criteria_json),
-                                outreach_method=method, steps=json.loads(steps_json), sample_size=10)  # type: ignore[arg-type]
+                                outreach_method=method, steps=json.loads(steps_json),  # type: ignore[arg-type]
+                                campaign_type=campaign_type, sample_size=10)
 
 
 @st.cache_data(ttl=120, show_spinner=False)
 def load_agents(profile: str) -> dict[str, str]:
     with db() as session:
         return {str(a.id): a.name for a in accounts.list_agents(session, profile_id=uuid.UUID(profile))}
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def load_statuses(profile: str) -> dict[str, int]:
+    with db() as session:
+        return {s.status: s.customers for s in lead_statuses(session, profile_id=uuid.UUID(profile))}
 
 
 @st.cache_data(ttl=120, show_spinner=False)
@@ -78,18 +143,29 @@ def load_services(profile: str) -> list[str]:
 def load_profile(profile: str) -> dict[str, Any]:
     with db() as session:
         p = accounts.get_profile(session, profile_id=uuid.UUID(profile))
-        return {"business_name": p.business_name, "timezone": p.timezone, "phone": p.phone, "email": p.email}
+        return {"business_name": p.business_name, "timezone": p.timezone, "phone": p.phone, "email": p.email,
+                "booking_url": p.booking_url}
+
+
+ANY_CHANNEL = [{"channel": c, "delay_hours": 0, "condition": "always"} for c in CHANNELS]
+
+
+def audience_channels() -> list[str]:
+    """The channels the audience is counted for: the chosen ones, or — before the channel step — all."""
+    return wizard.used_channels(draft) if draft.get("channel_chosen", True) else list(CHANNELS)
 
 
 def audience() -> Preview | DomainError:
     """The draft's audience right now (or the error its criteria give)."""
     method = draft["outreach_method"]
     steps = draft["steps"] if method == "multi" else []
-    if method == "multi" and not steps:
+    if not draft.get("channel_chosen", True):
+        method, steps = "multi", ANY_CHANNEL  # reachable on any channel
+    elif method == "multi" and not steps:
         method, steps = "email", []
     try:
         return load_audience(str(pid), json.dumps(draft["target_criteria"], sort_keys=True, default=str), method,
-                             json.dumps(steps, sort_keys=True))
+                             json.dumps(steps, sort_keys=True), draft["campaign_type"])
     except DomainError as exc:
         return exc
 
@@ -118,10 +194,14 @@ def field_error(name: str) -> None:
         st.error(message, icon=":material/error:")
 
 
+# Back | (space) | the step's own action | Next: wide enough for "Next: schedule" beside the audience panel
+NAV_COLUMNS = [1.25, 0.5, 1.75, 2.0]
+
+
 def nav_buttons(*, back: bool = True, next_label: str = "Next", extra: str | None = None) -> tuple[bool, bool, bool]:
     """The submit buttons of a step's form: (back, extra, next)."""
     # Back on the left; the step's own action and Next on the right
-    cols = st.columns([1.2, 2.6, 1.6, 1.6])
+    cols = st.columns(NAV_COLUMNS)
     pressed_back = cols[0].form_submit_button("Back", icon=":material/arrow_back:", disabled=not back,
                                               width="stretch")
     pressed_extra = cols[2].form_submit_button(extra, width="stretch") if extra else False
@@ -130,13 +210,61 @@ def nav_buttons(*, back: bool = True, next_label: str = "Next", extra: str | Non
     return pressed_back, pressed_extra, pressed_next
 
 
-head, reset = st.columns([4, 1], vertical_alignment="bottom")
-head.title("Create campaign")
-if reset.button("Start over", icon=":material/restart_alt:", width="stretch",
-                help="Forget this draft and start again with the suggested texts."):
+def nav_row(*, next_label: str) -> tuple[bool, bool]:
+    """Back and Next of a step that is not a form: (back, next)."""
+    cols = st.columns(NAV_COLUMNS)
+    pressed_back = cols[0].button("Back", icon=":material/arrow_back:", width="stretch", key=f"w_back_{W['step']}")
+    pressed_next = cols[3].button(next_label, type="primary", icon=":material/arrow_forward:", width="stretch",
+                                  key=f"w_next_{W['step']}")
+    return pressed_back, pressed_next
+
+
+def _start_over() -> None:
     _forget_widgets()
+    for mode in ("edit", "copy"):
+        if mode in st.query_params:
+            del st.query_params[mode]
     st.session_state["wizard"] = _fresh()
+
+
+def _open_copy(raw: str) -> None:
+    opened = _from_campaign("copy", raw)
+    if opened is not None:
+        _forget_widgets()
+        st.session_state["wizard"] = opened
+        st.query_params["copy"] = raw  # a reload keeps the copy being made
+
+
+def not_editable_notice() -> None:
+    """Opened to edit a campaign that has started: say so, and offer the copy instead."""
+    raw, name, status = st.session_state.pop("_not_editable")
+    words = {"active": "running", "paused": "paused", "completed": "finished", "cancelled": "stopped"}
+    st.warning(f"“{name}” is {words.get(status, status)}, so it can no longer be edited: only drafts, and "
+               "scheduled campaigns before they start, can. You can start a new campaign from a copy of it.",
+               icon=":material/edit_off:")
+    c1, c2 = st.columns([1, 3])
+    c1.button("Copy it into a new campaign", icon=":material/content_copy:", key="w_copy_instead",
+              on_click=_open_copy, args=(raw,))
+    with c2:
+        page_link("campaign", "Back to the campaign", icon=":material/arrow_back:", id=raw)
+
+
+source = W.get("source")
+head, reset = st.columns([4, 1], vertical_alignment="bottom")
+head.title(f"Edit “{source[2]}”" if EDITING and source else "Create campaign")
+if reset.button("Start over" if not W.get("mode") else "New campaign instead", icon=":material/restart_alt:",
+                width="stretch", key="w_start_over",
+                help="Forget this draft and start again with the suggested texts."):
+    _start_over()
     st.rerun()
+if st.session_state.get("_not_editable"):
+    not_editable_notice()
+if EDITING and source:
+    st.info(f"You are editing the {'scheduled campaign' if draft.get('start_mode') == 'later' else 'draft'} "
+            f"“{source[2]}”: saving changes it; nothing is sent until it starts.", icon=":material/edit:")
+elif W.get("mode") == "copy" and source:
+    st.info(f"A new campaign, copied from “{source[2]}”: change what you like; saving creates a new draft and "
+            "leaves the original as it is.", icon=":material/content_copy:")
 
 step = int(W["step"])
 nav = st.columns(len(wizard.STEPS))
@@ -197,53 +325,88 @@ def audience_panel(*, note: str | None = None) -> None:
     result = audience()
     st.subheader("Who this reaches", anchor=False)
     if isinstance(result, DomainError):
-        st.caption("The count appears once the conditions are fixed (see the message above).")
+        st.error(f"Audience: {sentence(result)}", icon=":material/error:")
+        st.caption("The count appears once the conditions are fixed.")
         return
     m1, m2 = st.columns(2)
     m1.metric("Customers", f"{result.count:,}")
-    m2.metric("Left out: opted out", f"{result.suppressed:,}")
-    channels = wizard.used_channels(draft) or ["email"]
-    need = " or ".join(sorted({CONTACT_NEEDED[c] for c in channels}))
-    st.caption(f"Counted for {', '.join(CHANNEL_WORDS[c] for c in channels)}: customers without {need} are not "
-               f"included. {note or ''}")
+    m2.metric("Left out", f"{result.suppressed:,}", help=_left_out_words(result))
+    channels = audience_channels() or ["email"]
+    if not draft.get("channel_chosen", True):
+        st.caption("Counted for any channel: every matching customer you can reach by e-mail, text or call. The "
+                   f"count narrows to the channels you pick in the next step. {note or ''}")
+    else:
+        need = " or ".join(sorted({CONTACT_NEEDED[c] for c in channels}))
+        st.caption(f"Counted for {', '.join(CHANNEL_WORDS[c] for c in channels)}: customers without {need} are "
+                   f"not included. {note or ''}")
     if result.count == 0:
         st.warning("Nobody matches these conditions yet. Try fewer days without contact, more statuses, or "
                    "remove a condition.", icon=":material/person_off:")
         return
     sample = pd.DataFrame(result.sample)
+    sample = blank_missing_text(sample.assign(customer_phone=[format_phone(p) for p in sample["customer_phone"]]))
     st.dataframe(sample, hide_index=True, width="stretch",
                  column_order=["customer_name", "customer_phone", "customer_email", "status", "service_type",
-                               "last_contact_at", "lead_count"],
+                               "last_contact_at", "lead_count", "score"],
                  column_config={
                      "customer_name": "Customer", "customer_phone": "Phone", "customer_email": "E-mail",
                      "status": "Last status", "service_type": "Service",
                      "last_contact_at": st.column_config.DatetimeColumn("Last in touch", format="MMM D, YYYY",
                                                                         timezone=business_timezone()),
                      "lead_count": st.column_config.NumberColumn("Leads"),
+                     "score": st.column_config.ProgressColumn("Score", min_value=0, max_value=100, format="%d",
+                                                              help="Re-engagement score, 0–100"),
                  })
-    st.caption(f"A sample of {len(sample)} of the {result.count:,} customers, most recently in touch first.")
+    if result.count == 1:
+        st.caption("The one customer who matches.")
+    elif len(sample) == result.count:
+        st.caption(f"All {result.count:,} customers, most recently in touch first.")
+    else:
+        st.caption(f"A sample of {len(sample)} of the {result.count:,} customers, most recently in touch first.")
+
+
+def _left_out_words(result: Preview) -> str:
+    words = {"opted_out": "opted out", "dnc": "on your do-not-call list", "no_consent": "no consent on record"}
+    parts = [f"{n:,} {words[k]}" for k, n in (result.suppressed_by or {}).items() if k in words and n]
+    return ("Matching customers who are left out: " + ", ".join(parts) + ".") if parts else \
+        "Nobody who matches is left out."
+
+
+MANAGED_CRITERIA = {"last_contact_days", "last_contact_after", "last_contact_before", "status", "agent_id",
+                    "min_leads", "service_type", "exclude_contacted_within_days", "filters", "score_min",
+                    "score_max"}
 
 
 def step_audience() -> None:
-    step_errors(2)
     crit = draft["target_criteria"]
     agents = load_agents(str(pid))
     services = sorted(set(load_services(str(pid))) | set(crit.get("service_type") or []))
+    today = date.today()
     left, right = st.columns([3, 2], gap="large")
-    with left, st.form("wizard_audience"):
+    # no form: every change reruns the page and the count beside follows it
+    with left:
         days = st.number_input("Not in touch for at least … days", min_value=0, max_value=36500, step=1,
                                value=int(crit.get("last_contact_days") or 0), key="w_days",
                                help="0 means any time. A customer with a newer contact is not dormant and is left "
                                     "out.")
         current_range: tuple[date, ...] = ()
+        only_after = bool(crit.get("last_contact_after")) and not crit.get("last_contact_before")
         if crit.get("last_contact_after") and crit.get("last_contact_before"):
             current_range = (date.fromisoformat(crit["last_contact_after"]),
                              date.fromisoformat(crit["last_contact_before"]) - timedelta(days=1))
+        elif only_after:
+            current_range = (min(date.fromisoformat(crit["last_contact_after"]), today), today)
         period = st.date_input("…and last in touch between (optional)", value=current_range, key="w_period",
-                               max_value=date.today(), help="Pick the first and the last day.")
-        statuses = st.multiselect("Status of their most recent lead", LEAD_STATUSES,
-                                  default=[s for s in crit.get("status") or [] if s in LEAD_STATUSES],
-                                  key="w_statuses", placeholder="Any status")
+                               max_value=today, help="Pick the first and the last day.")
+        found = load_statuses(str(pid))  # the business's own words, most customers first
+        wanted = crit.get("status") or []
+        wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+        status_options = list(found) + [w for w in wanted if w.strip().lower() not in {o.lower() for o in found}]
+        statuses = st.multiselect(
+            "Status of their most recent lead", status_options, key="w_statuses", placeholder="Any status",
+            default=[o for o in status_options if o.strip().lower() in {w.strip().lower() for w in wanted}],
+            format_func=lambda o: f"{o} ({found[o]:,} customer{'s' if found[o] != 1 else ''})" if o in found else o,
+            help="The statuses your leads carry, with how many customers' most recent lead has each.")
         agent_options = ["", *agents]
         agent = st.selectbox("Agent who handled their most recent lead", agent_options,
                              index=agent_options.index(str(crit.get("agent_id") or "")) if str(
@@ -255,6 +418,10 @@ def step_audience() -> None:
         chosen_services = st.multiselect("Had one of these services at some point", services,
                                          default=list(crit.get("service_type") or []), key="w_services",
                                          placeholder="Any service")
+        score = st.slider("Re-engagement score", min_value=0, max_value=100, step=5, key="w_score",
+                          value=(int(crit.get("score_min") or 0), int(crit.get("score_max") or 100)),
+                          help="0–100, from how recently and how often a customer was in touch and how they "
+                               "answered before: the higher, the likelier they come back. 0–100 means everyone.")
         cap = st.number_input("Skip customers any campaign contacted in the last … days", min_value=0,
                               max_value=3650, step=1, value=int(crit.get("exclude_contacted_within_days") or 0),
                               key="w_cap", help="0 means don't skip anyone. Keeps you from messaging the same "
@@ -282,40 +449,50 @@ def step_audience() -> None:
                 value = c3.text_input("Value", value=shown, key=f"w_filter_value_{i}",
                                       label_visibility="visible" if i == 0 else "collapsed")
                 rows.append((f, op, value))
-        pressed_back, pressed_update, pressed_next = nav_buttons(extra="Update count", next_label="Next: channel")
-    if pressed_back or pressed_update or pressed_next:
-        new: dict[str, Any] = {}
-        if days:
-            new["last_contact_days"] = int(days)
-        if isinstance(period, (tuple, list)) and len(period) == 2:
+    # what the owner does not see here (set over the API) is kept as it is
+    new: dict[str, Any] = {k: v for k, v in crit.items() if k not in MANAGED_CRITERIA}
+    if days:
+        new["last_contact_days"] = int(days)
+    if isinstance(period, (tuple, list)) and len(period) == 2:
+        if only_after and tuple(period) == current_range:
+            new["last_contact_after"] = crit["last_contact_after"]  # "since that day" stays as it was
+        else:
             new["last_contact_after"] = period[0].isoformat()
             new["last_contact_before"] = (period[1] + timedelta(days=1)).isoformat()
-        if statuses:
-            new["status"] = list(statuses)
-        if agent:
-            new["agent_id"] = agent
-        if min_leads and int(min_leads) > 1:
-            new["min_leads"] = int(min_leads)
-        if chosen_services:
-            new["service_type"] = list(chosen_services)
-        if cap:
-            new["exclude_contacted_within_days"] = int(cap)
-        custom = [{"field": f, "op": op, "value": _filter_value(f, op, value)} for f, op, value in rows if f]
-        if custom:
-            new["filters"] = custom
-        draft["target_criteria"] = new
-        result = audience()
-        if isinstance(result, DomainError):
-            W["errors"][2] = [f"Audience: {sentence(result)}"]
-        else:
-            W["errors"].pop(2, None)
-        if pressed_back:
-            goto(1)
-        if pressed_next and not isinstance(result, DomainError):
-            goto(3)
-        st.rerun()
+    elif crit.get("last_contact_before") and not crit.get("last_contact_after"):
+        new["last_contact_before"] = crit["last_contact_before"]
+    if statuses:
+        new["status"] = list(statuses)
+    if agent:
+        new["agent_id"] = agent
+    if min_leads and int(min_leads) > 1:
+        new["min_leads"] = int(min_leads)
+    if chosen_services:
+        new["service_type"] = list(chosen_services)
+    if score[0] > 0:
+        new["score_min"] = int(score[0])
+    if score[1] < 100:
+        new["score_max"] = int(score[1])
+    if cap:
+        new["exclude_contacted_within_days"] = int(cap)
+    custom = [{"field": f, "op": op, "value": _filter_value(f, op, value)} for f, op, value in rows if f]
+    custom += filters[FILTER_ROWS:]
+    if custom:
+        new["filters"] = custom
+    draft["target_criteria"] = new
+    result = audience()
+    if isinstance(result, DomainError):
+        W["errors"][2] = [f"Audience: {sentence(result)}"]
+    else:
+        W["errors"].pop(2, None)
+    with left:
+        pressed_back, pressed_next = nav_row(next_label="Next: channel")
     with right:
-        audience_panel(note="Press Update count after changing the conditions.")
+        audience_panel()
+    if pressed_back:
+        goto(1)
+    if pressed_next and not isinstance(result, DomainError):
+        goto(3)
 
 
 # --- step 3: channel ---------------------------------------------------------------------------------
@@ -325,8 +502,29 @@ def _set_method() -> None:
     draft["outreach_method"] = st.session_state["w_method"]
 
 
+def _use_starter() -> None:
+    """One click: call → a text with the booking link an hour later if unanswered → an e-mail three days later
+    if still no response."""
+    draft.update(wizard.starter_sequence(draft))
+    for key in [k for k in st.session_state if str(k).startswith(("w_step_", "w_sms_template"))]:
+        del st.session_state[key]
+    st.session_state["w_method"] = "multi"
+
+
+def starter_offer() -> None:
+    with st.container(border=True):
+        st.markdown("**Starter sequence** — call first; if nobody answers or it reaches voicemail, a text with "
+                    "your booking link an hour later; if still no response, an e-mail three days later.")
+        st.button("Use the starter sequence", icon=":material/auto_awesome:", key="w_starter", width="content",
+                  on_click=_use_starter)
+    if draft.get("steps") == wizard.STARTER_STEPS and not load_profile(str(pid)).get("booking_url"):
+        st.caption("Your business has no online booking link yet, so the text asks them to reply with a day "
+                   "instead. Add the link in Settings → Business profile to send it as {booking_link}.")
+
+
 def step_channel() -> None:
     step_errors(3)
+    draft["channel_chosen"] = True  # from here on the audience is counted for the channel picked
     modes = channel_modes()
     agents = load_agents(str(pid))
     left, right = st.columns([3, 2], gap="large")
@@ -335,6 +533,7 @@ def step_channel() -> None:
                  index=OUTREACH_METHODS.index(draft["outreach_method"]),
                  format_func=lambda m: wizard.METHOD_LABELS[m], horizontal=True)
         method = draft["outreach_method"]
+        starter_offer()
         sandbox = [CHANNEL_WORDS[c] for c in (CHANNELS if method == "multi" else [method]) if modes[c] == "sandbox"]
         if sandbox:
             st.info(f"{', '.join(sandbox)} {'runs' if len(sandbox) == 1 else 'run'} in sandbox mode: sending is "
@@ -401,58 +600,96 @@ def _check_content(values: dict[str, str], variables: dict[str, str]) -> dict[st
     return errors
 
 
+def profile_object() -> Any:
+    """The business as the message builder reads it (name, booking link, prices), detached from its session."""
+    with db() as session:
+        profile = accounts.get_profile(session, profile_id=pid)
+        session.expunge(profile)
+    return profile
+
+
+def agent_object() -> Any:
+    agent_id = draft.get("agent_id")
+    if not agent_id:
+        return None
+    with db() as session:
+        agent = next((a for a in accounts.list_agents(session, profile_id=pid) if str(a.id) == str(agent_id)), None)
+        if agent is not None:
+            session.expunge(agent)
+    return agent
+
+
+def current_sample() -> SampleCustomer:
+    """The customer the preview and the test are built for: the one picked from the audience's sample."""
+    result = audience()
+    samples = result.sample if isinstance(result, Preview) else []
+    if not samples:
+        return SampleCustomer()
+    s = samples[min(int(st.session_state.get("w_preview_customer") or 0), len(samples) - 1)]
+    return SampleCustomer(customer_name=s.get("customer_name"), customer_phone=s.get("customer_phone"),
+                          customer_email=s.get("customer_email"), service_type=s.get("service_type"),
+                          last_visit=testsend.last_visit(s.get("last_contact_at")))
+
+
 def preview_panel() -> None:
-    profile = load_profile(str(pid))
-    agents = load_agents(str(pid))
+    profile = profile_object()
     result = audience()
     samples = result.sample if isinstance(result, Preview) else []
     st.subheader("Preview", anchor=False)
     labels = [f"{s.get('customer_name') or 'Unnamed customer'} ({s.get('customer_phone') or s.get('customer_email')})"
               for s in samples]
     if samples:
-        pick = st.selectbox("Show it as this customer would get it", range(len(samples)),
-                            format_func=lambda i: labels[i], key="w_preview_customer")
-        s = samples[pick]
-        sample = SampleCustomer(customer_name=s.get("customer_name"), service_type=s.get("service_type"),
-                                last_visit=s.get("last_contact_at"))
+        st.selectbox("Show it as this customer would get it", range(len(samples)), format_func=lambda i: labels[i],
+                     key="w_preview_customer")
     else:
         st.caption("Nobody in the audience yet: the preview uses an example customer with no details, so you see "
                    "the fallbacks.")
-        sample = SampleCustomer()
-    agent_name = agents.get(str(draft.get("agent_id") or ""))
-    versions = [("", False)] + ([(" — version B", True)] if draft.get("variant_b") else [])
-    tabs = st.tabs([f"{CHANNEL_WORDS[c]}{suffix}" for c in wizard.used_channels(draft) for suffix, _ in versions])
+    sample = current_sample()
+    campaign = testsend.unsaved_campaign(profile=profile, data=wizard.campaign_data(draft, status="draft"))
+    agent = agent_object()
+    versions = [(None, "")] + ([("B", " — version B")] if campaign.variants else [])
+    channels = wizard.used_channels(draft)
+    tabs = st.tabs([f"{CHANNEL_WORDS[c]}{suffix}" for c in channels for _, suffix in versions])
     i = 0
-    for channel in wizard.used_channels(draft):
-        for _, is_b in versions:
-            subject, body = wizard.templates_for(draft, channel, variant_b=is_b)
+    for channel in channels:
+        for variant, _ in versions:
             with tabs[i]:
                 try:
-                    msg = render_message(channel=channel, template=body, subject_template=subject,
-                                         variables=draft["variables"], sample=sample,
-                                         business_name=profile["business_name"], timezone=profile["timezone"],
-                                         agent_name=agent_name, unsubscribe_url="https://…/unsubscribe/…")
+                    msg = testsend.render_message(campaign=campaign, profile=profile, channel=channel, sample=sample,
+                                                  variant=variant, agent=agent, settings=get_settings())
                 except DomainError as exc:
-                    st.error(wizard.describe_error(FieldError(exc.field or "", exc.message), draft))
+                    for message in wizard.describe_exception(exc, draft):
+                        st.error(message)
                 else:
-                    with st.container(border=True):
-                        if msg.subject is not None:
-                            st.markdown(f"**Subject:** {msg.subject}")
-                            st.html(msg.html or "")
-                        elif channel == "call":
-                            st.markdown("**The agent opens the call with:**")
-                            st.write(msg.text)
-                        else:
-                            st.text(msg.text)
-                    if msg.sms is not None:
-                        note = (f"{msg.sms.characters} characters · {msg.sms.encoding} · {msg.sms.segments} "
-                                f"SMS segment{'s' if msg.sms.segments != 1 else ''}")
-                        if msg.sms.segments > 1:
-                            st.warning(f"{note}: longer than one text message, so it is billed as "
-                                       f"{msg.sms.segments} messages. Shorten it to fit in one.")
-                        else:
-                            st.caption(note)
+                    show_message(msg)
             i += 1
+    st.caption("This is the message exactly as it is sent, footers included; links go through click tracking, so "
+               "they lead nowhere from this preview.")
+
+
+def show_message(msg: Any) -> None:
+    """One rendered message: the e-mail as the customer sees it, the text, or the call's opening."""
+    with st.container(border=True):
+        if msg.channel == "email":
+            st.markdown(f"**Subject:** {msg.subject}")
+            st.html(msg.html or "")
+            with st.expander("Plain-text part"):
+                st.text(msg.text)
+        elif msg.channel == "call":
+            st.markdown("**The agent opens the call with:**")
+            st.write(msg.text)
+        else:
+            st.text(msg.text)
+    if msg.sms is not None:
+        note = (f"{msg.sms.characters} characters · {msg.sms.encoding} · {msg.sms.segments} SMS "
+                f"segment{'s' if msg.sms.segments != 1 else ''} · {money(msg.cost)} per customer")
+        if msg.sms.segments > 1:
+            st.warning(f"{note}: longer than one text message, so it is billed as {msg.sms.segments} messages. "
+                       "Shorten it to fit in one.")
+        else:
+            st.caption(note)
+    elif msg.cost is not None:
+        st.caption(f"{money(msg.cost)} per customer")
 
 
 def test_send_panel() -> None:
@@ -472,14 +709,13 @@ def test_send_panel() -> None:
     if sandboxed:
         st.caption(f"{', '.join(sandboxed)}: sandbox mode, so a test is simulated and nothing is delivered.")
     if pressed:
-        subject, body = wizard.templates_for(draft, channel)
         agent = draft.get("agent_id")
         try:
             with db() as session:
                 outcome = send_test(session, profile_id=pid, channel=channel,
-                                    to=email if channel == "email" else phone, template=body,
-                                    subject_template=subject, variables=draft["variables"],
-                                    agent_id=uuid.UUID(agent) if agent else None)
+                                    to=email if channel == "email" else phone,
+                                    campaign_data=wizard.campaign_data(draft, status="draft"),
+                                    sample=current_sample(), agent_id=uuid.UUID(agent) if agent else None)
         except DomainError as exc:
             W["test_result"] = ("error", sentence(exc))
         else:
@@ -524,6 +760,18 @@ def step_content() -> None:
                 field_error(f"b_{name}")
             share = st.slider("Share of customers who get version B (%)", min_value=10, max_value=90, step=5,
                               value=int(draft.get("variant_b_share") or 50), key="w_b_share")
+            mode = st.radio("How the test runs", list(wizard.VARIANT_MODE_LABELS), key="w_variant_mode",
+                            index=list(wizard.VARIANT_MODE_LABELS).index(draft.get("variant_mode") or "split"),
+                            format_func=wizard.VARIANT_MODE_LABELS.__getitem__)
+            c1, c2 = st.columns(2)
+            test_percent = c1.number_input("Test group (% of the customers)", min_value=1, max_value=100, step=5,
+                                           value=int(draft.get("test_percent") or 20), key="w_test_percent",
+                                           help="Test, then send the winner: this share tries both versions, "
+                                                "split as above; the rest wait for the winner.")
+            test_hours = c2.number_input("Pick the winner after at most … hours", min_value=1.0, max_value=720.0,
+                                         step=1.0, value=float(draft.get("test_hours") or 48), key="w_test_hours",
+                                         help="The version ahead on responses wins as soon as it is ahead for "
+                                              "sure (p < 0.05), else the leader at this time.")
         pressed_back, pressed_check, pressed_next = nav_buttons(extra="Check and preview",
                                                                 next_label="Next: schedule")
     if pressed_back or pressed_check or pressed_next:
@@ -532,6 +780,7 @@ def step_content() -> None:
         draft["variables"] = variables
         draft["variant_b"] = {k: v for k, v in variant_b.items() if v.strip()}
         draft["variant_b_share"] = int(share)
+        draft.update(variant_mode=mode, test_percent=int(test_percent), test_hours=float(test_hours))
         errors = _check_content(values, variables)
         errors.update({f"b_{k}": v for k, v in _check_content(draft["variant_b"], variables).items()})
         for name in needed:
@@ -571,6 +820,42 @@ def _hhmm(value: time) -> str:
     return value.strftime("%H:%M")
 
 
+def _set_from(widget: str, field: str, kind: Any = None) -> None:
+    value = st.session_state[widget]
+    draft[field] = kind(value) if kind is not None else value
+
+
+def holdout_sentence(percent: int, count: int) -> str:
+    """The holdout's trade-off in words, with the audience's numbers."""
+    if percent <= 0:
+        return ("Everyone who matches is contacted. You will see how many came back, but not how many would have "
+                "come back anyway.")
+    kept = round(count * percent / 100)
+    return (f"{percent} % of {plural(count, 'customer')} ({kept:,}) will not be contacted, so you can see how many "
+            "came back because of the campaign. Keeping more back makes the answer surer, and reaches fewer.")
+
+
+def measure_and_repeat() -> None:
+    """Holdout and always-on: live widgets (their explanations follow them), not part of the step's form."""
+    result = audience()
+    count = result.count if isinstance(result, Preview) else 0
+    with st.container(border=True):
+        st.markdown("**Measure what it brings, and keep it running**")
+        holdout = st.slider("Keep back a share of the customers, never contacted (%)", min_value=0, max_value=50,
+                            step=5, value=int(draft.get("holdout_percent") or 0), key="w_holdout",
+                            on_change=_set_from, args=("w_holdout", "holdout_percent", int))
+        st.caption(holdout_sentence(int(holdout), count))
+        always = st.checkbox("Always on: keep enrolling customers as they start matching", key="w_always_on",
+                             value=bool(draft.get("always_on")), on_change=_set_from,
+                             args=("w_always_on", "always_on", bool))
+        if always:
+            st.number_input("Enrol a customer again … days after their last time in this campaign", min_value=1,
+                            max_value=3650, step=1, value=int(draft.get("reenroll_after_days") or 180),
+                            key="w_reenroll", on_change=_set_from, args=("w_reenroll", "reenroll_after_days", int))
+            st.caption("Every day it enrols the customers who newly match — e.g. who just passed the days without "
+                       "contact. It never ends by itself: stop it from its page when you want it to end.")
+
+
 def step_schedule() -> None:
     step_errors(5)
     zone = draft["timezone"] if draft["timezone"] in ZONES else business_timezone()
@@ -579,14 +864,18 @@ def step_schedule() -> None:
     local = (datetime.fromisoformat(scheduled).astimezone(ZoneInfo(zone)) if scheduled else
              datetime.combine(date.today() + timedelta(days=1), time(10, 0)))
     uses_call = "call" in wizard.used_channels(draft)
+    # a choice that shows or hides fields is outside the form, so the page follows it at once
+    when = st.radio("When should it start?", ["now", "later"], index=0 if draft["start_mode"] == "now" else 1,
+                    key="w_when", horizontal=True, on_change=_set_from, args=("w_when", "start_mode"),
+                    format_func=lambda w: {"now": "As soon as I confirm", "later": "At a date and time"}[w])
+    measure_and_repeat()
     with st.form("wizard_schedule"):
-        when = st.radio("When should it start?", ["now", "later"], index=0 if draft["start_mode"] == "now" else 1,
-                        key="w_when", horizontal=True,
-                        format_func=lambda w: {"now": "As soon as I confirm", "later": "At a date and time"}[w])
         c1, c2, c3 = st.columns(3)
-        start_date = c1.date_input("Date", value=local.date(), min_value=date.today(), key="w_date")
-        start_time = c2.time_input("Time", value=local.time().replace(second=0, microsecond=0), step=900,
-                                   key="w_time")
+        start_date, start_time = local.date(), local.time()
+        if when == "later":
+            start_date = c1.date_input("Date", value=local.date(), min_value=date.today(), key="w_date")
+            start_time = c2.time_input("Time", value=local.time().replace(second=0, microsecond=0), step=900,
+                                       key="w_time")
         timezone = c3.selectbox("Time zone", ZONES, index=ZONES.index(zone), key="w_timezone",
                                 help="For the start time, and for customers whose phone number does not tell "
                                      "their time zone.")
@@ -601,6 +890,12 @@ def step_schedule() -> None:
                                 step=900, key="w_window_end", help="00:00 means until midnight.")
         st.caption("Calls and text messages never go out before 08:00 or after 21:00 in the customer's time zone, "
                    "whatever the window says.")
+        send_time = st.radio("When in the window each customer is contacted", list(wizard.SEND_TIME_LABELS),
+                             index=list(wizard.SEND_TIME_LABELS).index(draft.get("send_time") or "window"),
+                             key="w_send_time", format_func=wizard.SEND_TIME_LABELS.__getitem__,
+                             help="Best hour: the hour of the window your customers have answered or replied "
+                                  "most (each customer's own once they have three or more past outcomes); before "
+                                  "you have history, the hours that work best for this channel in general.")
         st.markdown("**Pace**")
         c6, c7, c8 = st.columns(3)
         rate = c6.number_input("Messages or calls per minute", min_value=1, max_value=10000, step=1,
@@ -627,7 +922,8 @@ def step_schedule() -> None:
             draft["send_window"] = sw.model_dump(mode="json")
         at = datetime.combine(start_date, start_time, ZoneInfo(timezone)).astimezone(UTC)
         draft.update(start_mode=when, scheduled_at=at.isoformat() if when == "later" else None, timezone=timezone,
-                     rate_limit_per_minute=int(rate), max_concurrent_calls=int(concurrent), max_attempts=int(tries))
+                     rate_limit_per_minute=int(rate), max_concurrent_calls=int(concurrent), max_attempts=int(tries),
+                     send_time=send_time)
         if when == "later" and at <= datetime.now(UTC):
             problems.append("Start time: pick a date and time in the future, or choose 'As soon as I confirm'.")
         if problems:
@@ -645,11 +941,16 @@ def step_schedule() -> None:
 
 
 def _save(status: str, *, start_now: bool) -> None:
+    """Create the campaign (or, editing, change the stored one), and start it when asked."""
     data = wizard.campaign_data(draft, status=status)
+    edited = uuid.UUID(W["source"][1]) if EDITING else None
     try:
         with st.spinner("Saving the campaign" + (" and choosing its customers…" if start_now else "…")), \
                 db() as session:
-            campaign = campaigns.create_campaign(session, profile_id=pid, data=data)
+            if edited is not None:
+                campaign = campaigns.update_campaign(session, profile_id=pid, campaign_id=edited, data=data)
+            else:
+                campaign = campaigns.create_campaign(session, profile_id=pid, data=data)
             if start_now:
                 campaigns.start_campaign(session, profile_id=pid, campaign_id=campaign.id)
             campaign_id, name = campaign.id, campaign.name
@@ -657,13 +958,16 @@ def _save(status: str, *, start_now: bool) -> None:
         W["errors"] = wizard.errors_by_step(exc.errors, draft)
         st.rerun()
     except DomainError as exc:
-        W["errors"] = {6: [sentence(exc)]}
+        W["errors"] = {6: wizard.describe_exception(exc, draft)}
         st.rerun()
     clear_caches()
     _forget_widgets()
     st.session_state.pop("wizard", None)
-    verb = {"draft": "saved as a draft", "scheduled": "scheduled", "active": "started"}[
-        "active" if start_now else status]
+    if edited is not None and not start_now:
+        verb = "scheduled" if status == "scheduled" else "saved"
+    else:
+        verb = {"draft": "saved as a draft", "scheduled": "scheduled", "active": "started"}[
+            "active" if start_now else status]
     say("toast", f"“{name}” {verb}.", remember=True)
     go("campaign", id=campaign_id)
 
@@ -683,7 +987,6 @@ def step_review() -> None:
     step_errors(6)
     agents = load_agents(str(pid))
     result = audience()
-    settings = get_settings()
     method = draft["outreach_method"]
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -721,7 +1024,12 @@ def step_review() -> None:
             if draft["variables"]:
                 c1.caption("Variables: " + ", ".join(f"{{{k}}} = {v}" for k, v in draft["variables"].items()))
             if draft.get("variant_b"):
-                c1.caption(f"A/B test: {draft['variant_b_share']}% get version B.")
+                if draft.get("variant_mode") == "test_then_winner":
+                    c1.caption(f"A/B test: {draft['test_percent']}% try both versions ({draft['variant_b_share']}% "
+                               f"of them version B); the rest get the winner, picked within "
+                               f"{float(draft['test_hours']):g} hours.")
+                else:
+                    c1.caption(f"A/B test: {draft['variant_b_share']}% get version B.")
             with c2:
                 _edit_button(4)
         with st.container(border=True):
@@ -735,36 +1043,96 @@ def step_review() -> None:
             window = draft["send_window"]
             day_text = ", ".join(wizard.DAY_NAMES[d][:3] for d in window["days"])
             c1.markdown(f"**5 · Schedule** — {when}")
-            c1.caption(f"Send window {window['start']}–{window['end']} on {day_text}, customer's local time. "
+            c1.caption(f"Send window {window['start']}–{window['end']} on {day_text}, customer's local time"
+                       f"{', at each customer’s best hour' if draft.get('send_time') == 'best' else ''}. "
                        f"{draft['rate_limit_per_minute']} per minute, up to {draft['max_attempts']} tries each.")
+            if int(draft.get("holdout_percent") or 0):
+                c1.caption(f"{draft['holdout_percent']}% of the customers are kept back, never contacted, to "
+                           "measure what the campaign brings.")
+            if draft.get("always_on"):
+                c1.caption(f"Always on: enrols newly matching customers every day; a customer again after "
+                           f"{draft['reenroll_after_days']} days.")
             with c2:
                 _edit_button(5)
     with right:
-        st.subheader("Ready to go", anchor=False)
-        if isinstance(result, DomainError):
-            st.error(sentence(result))
-            count = 0
-        else:
-            count = result.count
-            st.metric("Customers to reach", f"{count:,}", help=f"{result.suppressed:,} left out because they "
-                                                               "opted out.")
-        estimate = wizard.estimate_duration(
-            audience=count, outreach_method=method, steps=draft["steps"],
-            rate_limit_per_minute=int(draft["rate_limit_per_minute"]),
-            max_concurrent_calls=min(int(draft["max_concurrent_calls"]), settings.vapi_max_concurrent_calls),
-            send_window=draft["send_window"],
-            provider_per_minute={"email": settings.resend_max_per_second * 60,
-                                 "sms": settings.twilio_max_per_second * 60})
-        st.markdown(f"**Estimated duration.** {estimate.sentence()}")
-        later = draft["start_mode"] == "later" and draft.get("scheduled_at")
-        primary = "Schedule campaign" if later else "Start now"
-        if st.button(primary, type="primary", icon=":material/rocket_launch:", width="stretch", key="w_confirm"):
-            _save("scheduled" if later else "draft", start_now=not later)
-        if st.button("Save as draft", icon=":material/save:", width="stretch", key="w_save_draft",
-                     help="Keep it without sending anything; start it later from the campaign list."):
-            _save("draft", start_now=False)
-        st.caption("Starting selects the customers who match at that moment; a scheduled campaign selects them "
-                   "when its time comes.")
+        ready_panel(result)
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def load_call_minutes(profile: str) -> float | None:
+    with db() as session:
+        return launch.average_call_minutes(session, profile_id=uuid.UUID(profile))
+
+
+def launch_checks(result: Preview) -> None:
+    """The estimated cost, and a warning when nothing could go out for a while after the start."""
+    profile = profile_object()
+    campaign = testsend.unsaved_campaign(profile=profile, data=wizard.campaign_data(draft, status="draft"))
+    campaign.holdout_percent = int(draft.get("holdout_percent") or 0)
+    campaign.send_window = draft["send_window"]
+    samples = [SampleCustomer(customer_name=s.get("customer_name"), customer_phone=s.get("customer_phone"),
+                              customer_email=s.get("customer_email"), service_type=s.get("service_type"),
+                              last_visit=testsend.last_visit(s.get("last_contact_at"))) for s in result.sample]
+    try:
+        cost = launch.estimate_cost(campaign=campaign, profile=profile, agent=agent_object(), settings=get_settings(),
+                                    audience=result.count, samples=samples, call_minutes=load_call_minutes(str(pid)))
+    except DomainError:
+        cost = None  # unusable content: the errors above say where
+    if cost is not None:
+        st.markdown(f"**Estimated cost.** About {money(cost.total)} for {plural(cost.contacted, 'customer')} "
+                    "contacted.")
+        for line in cost.lines:
+            st.caption(f"{CHANNEL_WORDS[line.channel]}: {line.messages:,} × {money(line.unit)} ({line.basis}) = "
+                       f"{money(line.total)}")
+        st.caption("An estimate at your prices (Settings → Business profile): every step is counted for every "
+                   "customer, though later steps reach only those their condition lets through.")
+    later = draft["start_mode"] == "later" and draft.get("scheduled_at")
+    start = datetime.fromisoformat(draft["scheduled_at"]) if later else datetime.now(UTC)
+    phones = [s.get("customer_phone") for s in result.sample] or [None]
+    found = launch.first_send(start=start, campaign=campaign, phones=phones)
+    waiting = launch.waiting_sentence(found, start=start, send_window=draft["send_window"],
+                                      starting_now=not later)
+    if waiting:
+        st.warning(waiting, icon=":material/schedule:")
+
+
+def ready_panel(result: Preview | DomainError) -> None:
+    settings = get_settings()
+    method = draft["outreach_method"]
+    st.subheader("Ready to go", anchor=False)
+    if isinstance(result, DomainError):
+        st.error(sentence(result))
+        count = 0
+    else:
+        count = result.count
+        st.metric("Customers to reach", f"{count:,}", help=_left_out_words(result))
+    estimate = wizard.estimate_duration(
+        audience=count, outreach_method=method, steps=draft["steps"],
+        rate_limit_per_minute=int(draft["rate_limit_per_minute"]),
+        max_concurrent_calls=min(int(draft["max_concurrent_calls"]), settings.vapi_max_concurrent_calls),
+        send_window=draft["send_window"],
+        provider_per_minute={"email": settings.resend_max_per_second * 60,
+                             "sms": settings.twilio_max_per_second * 60})
+    st.markdown(f"**Estimated duration.** {estimate.sentence()}")
+    if isinstance(result, Preview):
+        launch_checks(result)
+    later = draft["start_mode"] == "later" and draft.get("scheduled_at")
+    if EDITING:
+        if st.button("Schedule it" if later else "Save changes", type="primary", icon=":material/save:",
+                     width="stretch", key="w_save_changes",
+                     help="Keep it as a draft (or scheduled) with these changes; nothing is sent yet."):
+            _save("scheduled" if later else "draft", start_now=False)
+        if st.button("Save and start now", icon=":material/rocket_launch:", width="stretch", key="w_confirm"):
+            _save("draft", start_now=True)
+        return
+    primary = "Schedule campaign" if later else "Start now"
+    if st.button(primary, type="primary", icon=":material/rocket_launch:", width="stretch", key="w_confirm"):
+        _save("scheduled" if later else "draft", start_now=not later)
+    if st.button("Save as draft", icon=":material/save:", width="stretch", key="w_save_draft",
+                 help="Keep it without sending anything; start it later from the campaign list."):
+        _save("draft", start_now=False)
+    st.caption("Starting selects the customers who match at that moment; a scheduled campaign selects them "
+               "when its time comes.")
 
 
 {1: step_basics, 2: step_audience, 3: step_channel, 4: step_content, 5: step_schedule, 6: step_review}[step]()

@@ -116,7 +116,7 @@ def test_sign_in_create_a_scheduled_campaign_and_read_its_results(dashboard: str
     heading(page, "Browser win-back")
     settle(page, "09-campaign-scheduled")
     main = page.locator("[data-testid='stMain']").inner_text()
-    assert "Starts on its own on" in main and "Scheduled" in main
+    assert "Scheduled: starts tomorrow at 10:00 (New York time)" in main and "Scheduled" in main
 
     # --- the list and the campaign pages ----------------------------------------------------------------
     nav(page, "Campaigns")
@@ -143,7 +143,7 @@ def test_sign_in_create_a_scheduled_campaign_and_read_its_results(dashboard: str
     heading(page, "Analytics")
     page.locator(".js-plotly-plot").first.wait_for()
     settle(page, "13-analytics-campaign")
-    assert page.locator(".js-plotly-plot").count() == 5
+    assert page.locator(".js-plotly-plot").count() == 6  # funnel, statuses, timeline, versions, channels, hours
     with page.expect_download() as download:
         click(page, "Download every customer's result (CSV)")
     exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))

@@ -41,6 +41,8 @@ def _keep_main_module() -> Iterator[None]:
 def app_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The test database as the dashboard's ``DATABASE_URL``, every channel in sandbox mode."""
     monkeypatch.setenv("DATABASE_URL", db_url)
+    # with a database server every process needs the one SECRET_KEY (DESIGN §13)
+    monkeypatch.setenv("SECRET_KEY", "dashboard-tests")
     for name in PROVIDER_VARIABLES:
         monkeypatch.setenv(name, "")
     get_settings.cache_clear()
@@ -65,6 +67,7 @@ def shop(app_db: str, session: Session) -> Shop:
     email = f"owner-{uuid.uuid4().hex[:8]}@bellavista.example"
     profile, _key, _ = accounts.create_profile(session, business_name="Bella Vista Salon", email=email,
                                                password=PASSWORD, phone="+12015550100")
+    profile.consent_policy = "none"  # the business vouches for consent; the consent rules have tests of their own
     session.commit()
     return Shop(profile.id, email, profile.business_name)
 

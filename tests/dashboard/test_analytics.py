@@ -6,6 +6,7 @@ import math
 import uuid
 from datetime import timedelta
 
+import pandas as pd
 import pytest
 
 from core import analytics, campaigns
@@ -41,7 +42,7 @@ def test_campaign_table_counts_progress_and_rates_per_campaign(session, now):
     assert row["recipients"] == 5
     assert row["done"] == 3
     assert row["progress"] == pytest.approx(0.6)
-    assert row["progress_text"] == "3 / 5"
+    assert row["progress_text"] == "3 of 5"
     assert row["response_rate"] == pytest.approx(0.5)  # 1 responded of 2 sent
     assert row["conversion_rate"] == pytest.approx(0.5)
     assert row["status_label"] == "Draft"
@@ -67,37 +68,40 @@ def test_funnel_stages_follow_the_channel(session, now):
     h.set_state(session, ids[0], responded_at=t, converted=True)
 
     frame = analytics.funnel(session, profile_id=p.id, campaign_id=c.id, now=now + timedelta(hours=1))
-    assert list(frame["stage"]) == ["Recipients", "Sent", "Delivered", "Opened", "Responded", "Converted"]
+    assert list(frame["stage"]) == ["Customers", "Sent", "Delivered", "Opened", "Responded", "Converted"]
     assert list(frame["count"]) == [4, 3, 3, 2, 1, 1]
-    assert frame["share"].iloc[1] == pytest.approx(0.75)
+    # every share is of sent, the base of every rate on the dashboard
+    shares = list(frame["share_of_sent"])
+    assert pd.isna(shares[0]) and shares[1:] == pytest.approx([1.0, 1.0, 2 / 3, 1 / 3, 1 / 3], abs=1e-4)
 
     call = f.campaign(session, p, method="call", now=now)
     assert list(analytics.funnel(session, profile_id=p.id, campaign_id=call.id)["stage"]) == [
-        "Recipients", "Sent", "Answered", "Responded", "Converted"]
+        "Customers", "Sent", "Answered", "Responded", "Converted"]
     sms = f.campaign(session, p, method="sms", now=now)
     assert list(analytics.funnel(session, profile_id=p.id, campaign_id=sms.id)["stage"]) == [
-        "Recipients", "Sent", "Delivered", "Responded", "Converted"]
+        "Customers", "Sent", "Delivered", "Responded", "Converted"]
     everything = analytics.funnel(session, profile_id=p.id, now=now + timedelta(hours=1))
     assert everything["stage"].iloc[3] == "Answered or opened"
     assert everything["count"].iloc[0] == 4
 
 
-def test_timeline_buckets_hours_then_days_in_local_time(session, now):
+def test_timeline_buckets_fit_the_span_in_local_time(session, now):
     p, c, ids = _email_campaign(session, now, n=3)
     base = now.replace(minute=0, second=0, microsecond=0)
     h.event(session, ids[0], "sent", base + timedelta(minutes=5))
-    h.event(session, ids[1], "sent", base + timedelta(minutes=50))
-    h.event(session, ids[2], "sent", base + timedelta(hours=1, minutes=1))
+    h.event(session, ids[1], "sent", base + timedelta(minutes=5, seconds=40))
+    h.event(session, ids[2], "sent", base + timedelta(minutes=9))
     h.event(session, ids[0], "delivered", base + timedelta(minutes=6))
     h.event(session, ids[0], "opened", base + timedelta(days=10))  # not happened yet at `now + 2h`
 
+    # a five-minute campaign is counted per minute, not one hourly block
     frame, granularity = analytics.event_timeline(session, profile_id=p.id, campaign_id=c.id,
                                                   timezone="America/New_York", now=now + timedelta(hours=2))
-    assert granularity == "hour"
+    assert granularity == "minute"
     sent = frame[frame["type"] == "sent"]
     assert list(sent["count"]) == [2, 1]
-    assert sent["time"].iloc[0].tzinfo is not None
-    assert sent["time"].iloc[0].hour == (base.hour - 4) % 24  # 15:00 UTC is 11:00 in New York in June
+    first = sent["time"].iloc[0]
+    assert first.tzinfo is not None and (first.hour, first.minute) == ((base.hour - 4) % 24, 5)  # EDT in June
     assert list(frame[frame["type"] == "delivered"]["event"]) == ["Delivered"]
 
     frame, granularity = analytics.event_timeline(session, profile_id=p.id, campaign_id=c.id,
@@ -110,6 +114,19 @@ def test_timeline_buckets_hours_then_days_in_local_time(session, now):
     other = f.make_profile(session)
     empty, _ = analytics.event_timeline(session, profile_id=other.id, now=now + timedelta(days=11))
     assert empty.empty
+
+
+@pytest.mark.parametrize(("span", "granularity", "buckets"), [
+    (timedelta(hours=4), "5 minutes", 2), (timedelta(hours=12), "15 minutes", 2), (timedelta(days=2), "hour", 2)])
+def test_timeline_bucket_follows_the_span(session, now, span, granularity, buckets):
+    p, c, ids = _email_campaign(session, now, n=2)
+    base = now.replace(minute=0, second=0, microsecond=0)
+    h.event(session, ids[0], "sent", base + timedelta(minutes=1))
+    h.event(session, ids[1], "sent", base + span)
+    frame, found = analytics.event_timeline(session, profile_id=p.id, campaign_id=c.id, timezone="UTC",
+                                            now=base + span + timedelta(minutes=1))
+    assert found == granularity and len(frame) == buckets
+    assert frame["time"].iloc[0] == base  # the bucket's start
 
 
 def test_status_breakdown_and_progress(session, now):

@@ -48,11 +48,12 @@ def test_sign_in_shows_the_business_and_sign_out_forgets_it(shop):
     assert at.text_input(key="login_email") is not None
 
 
-def test_navigation_has_the_five_pages_and_a_hidden_campaign_page(shop):
+def test_navigation_has_the_five_pages_and_hidden_campaign_and_customer_pages(shop):
     at = open_app(shop)
     pages = {info["page_name"]: info for info in at._registered_pages.values()}
-    assert list(pages) == [*NAVIGATION, "Campaign"]
+    assert list(pages) == [*NAVIGATION, "Campaign", "Customer"]
     assert pages["Campaign"]["url_pathname"] == "campaign"
+    assert pages["Customer"]["url_pathname"] == "customer"
     for file, title in (("campaigns", "Campaigns"), ("create_campaign", "Create campaign"),
                         ("analytics", "Analytics"), ("customers", "Customers"), ("settings", "Settings")):
         at.switch_page(f"../../pages/{file}.py").run()

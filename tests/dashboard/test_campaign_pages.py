@@ -44,8 +44,9 @@ def test_list_shows_status_progress_and_rates(app_db, shop, session):
     table = at.dataframe[0].value
     assert list(table["name"]) == ["Feedback texts", "Spring win-back"]
     row = table[table["name"] == "Spring win-back"].iloc[0]
-    assert row["status_badge"] == ["Draft"] and row["progress_text"] == "1 / 3"
-    assert row["response_rate"] == 1.0 and row["channel"] == "E-mail"
+    assert list(row["status_badge"]) == ["Draft"] and row["progress_text"] == "1 of 3"
+    assert row["response_rate"] == 100.0 and row["channel"] == "E-mail"  # percent, one decimal on screen
+    assert row["next_send"] == "not started"
 
     at.selectbox(key="filter_type").set_value("feedback").run()
     assert list(at.dataframe[0].value["name"]) == ["Feedback texts"]
@@ -153,7 +154,7 @@ def test_recipient_detail_shows_what_happened(app_db, shop, session):
     session.commit()
     at = open_app(shop, "campaign", {"id": str(c.id)})
     page = texts(at)
-    assert "**Ana Lima** — +12015550177" in page
+    assert "**Ana Lima** — (201) 555-0177" in page  # formatted for people
     assert "**Call summary.** Booked Friday 10:00." in page
     assert at.expander[-1].label == "Call transcript"
     events = at.dataframe[1].value

@@ -58,13 +58,21 @@ def test_analytics_for_one_campaign(app_db, shop, session):
     at = open_app(shop, "analytics", {"id": str(c.id)})
     assert selectbox(at, "Show results for").value == str(c.id)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics == {"Customers": "40", "Reached": "40", "Response rate": "35.0%", "Conversion rate": "0.0%",
-                       "Opted out": "0"}
+    assert metrics == {"Customers": "40", "Sent": "40", "Response rate (of sent)": "35.0%",
+                       "Conversion rate (of sent)": "0.0%", "Opted out": "0", "Cost so far": "$0.00",
+                       "Estimated cost": "$0.04", "Cost per customer who came back": "—"}
+    # no holdout: the page says how many came back, and that only a holdout can tell what the campaign changed
+    assert any("Without a holdout group there is no telling" in i.value for i in at.info)
     charts = at.get("plotly_chart")
     assert len(charts) == 5  # funnel, statuses, timeline, versions, channels
     funnel = json.loads(charts[0].proto.spec)["data"][0]
-    assert funnel["y"] == ["Recipients", "Sent", "Delivered", "Opened", "Responded", "Converted"]
+    assert funnel["y"] == ["Customers", "Sent", "Delivered", "Opened", "Responded", "Converted"]
     assert _values(funnel["x"]) == [40, 40, 40, 14, 14, 0]
+    # the funnel's percentages have the same base as the rates: sent
+    assert funnel["text"] == ["40", "40 · 100.0% of sent", "40 · 100.0% of sent", "14 · 35.0% of sent",
+                              "14 · 35.0% of sent", "0 · 0.0% of sent"]
+    versions = json.loads(charts[3].proto.spec)["layout"]["yaxis"]
+    assert versions["tickformat"] == ".0%" and versions["dtick"] == 0.1
     verdicts = [i.value for i in at.info] + [s.value for s in at.success]
     assert any(v.startswith("Version A is ahead on response rate: 37.5% against 33.3% for version B.")
                for v in verdicts)
@@ -128,7 +136,7 @@ def test_customer_search_and_erase(app_db, shop, session, engine):
     assert list(at.dataframe[0].value["name"]) == ["Ana Lima"]
     assert selectbox(at, "Customer").value == "+12015550123"
     button(at, "Erase personal data…").click().run()
-    assert "removes **Ana Lima · +12015550123**'s personal details for good" in texts(at)
+    assert "removes **Ana Lima · (201) 555-0123**'s personal details for good" in texts(at)
     button(at, "Erase personal data").click().run()
     assert_clean(at)
     assert any(s.value.startswith("Erased the personal details from 1 lead") for s in at.success)
@@ -169,9 +177,10 @@ def test_opt_outs_add_and_remove(app_db, shop, engine):
 def test_settings_channels_say_sandbox_and_what_is_missing(app_db, shop):
     at = open_app(shop, "settings")
     page = texts(at)
-    assert "To go live, set `RESEND_API_KEY`, `RESEND_FROM`" in page
-    assert "`VAPI_API_KEY`" in page and "`TWILIO_ACCOUNT_SID`" in page
-    assert page.count("To go live, set") == 3
+    assert "To go live, add in the **Business profile** tab: a Resend API key, a sender address (e-mail from)." \
+        in page
+    assert "`RESEND_API_KEY`" in page and "`VAPI_API_KEY`" in page and "`TWILIO_ACCOUNT_SID`" in page
+    assert page.count("To go live, add") == 3
 
 
 def test_api_key_is_shown_once_and_can_be_revoked(app_db, shop, engine):
@@ -180,13 +189,14 @@ def test_api_key_is_shown_once_and_can_be_revoked(app_db, shop, engine):
     at.text_input(key="new_key_name").input("Booking system")
     button(at, "Create key").click().run()
     assert_clean(at)
-    key = at.code[0].value
-    assert key.startswith("cx_")
+    shown = [c.value for c in at.code if not c.value.startswith("http")]  # the Channels tab shows webhook URLs
+    assert len(shown) == 1 and shown[0].startswith("cx_")
+    key = shown[0]
     assert read(engine, lambda s: accounts.authenticate_api_key(s, key=key)) == shop.profile_id
     stored = read(engine, lambda s: s.scalars(select(ApiKey).where(ApiKey.name == "Booking system")).one())
     assert key not in (stored.key_hash, stored.prefix) and key.startswith(stored.prefix)
     button(at, "I have copied it").click().run()
-    assert not at.code
+    assert not [c for c in at.code if c.value.startswith("cx_")]
 
     choices = selectbox(at, "Key")
     choices.set_value(str(stored.id)).run()

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from core.config import Settings
 from core.errors import Conflict, DomainError, Invalid, NotFound
 from core.models import OutreachAttempt, OutreachEvent
-from core.testsend import SampleCustomer, SendTestResult, render_message, send_test
+from core.testsend import SampleCustomer, SendTestResult, render_message, send_test, unsaved_campaign
 from tests import factories as f
 from tests.fakes.resend import DEFAULT_KEY, FakeResend
 
@@ -43,34 +43,41 @@ def _send_until_accepted(session, **kwargs) -> SendTestResult:
     raise AssertionError(f"the sandbox refused six test sends in a row: {refusals}")
 
 
-def test_render_message_for_each_channel():
-    email = render_message(channel="email", template=BODY, subject_template=SUBJECT,
-                           variables={"promotion": "20% off"}, sample=SAMPLE, business_name="Bella Vista",
-                           timezone="America/New_York", unsubscribe_url="https://u.example/x")
+def test_render_message_for_each_channel(session):
+    profile = f.make_profile(session, name="Bella Vista")
+    profile.timezone = "America/New_York"
+
+    def render(channel, **data):
+        campaign = unsaved_campaign(profile=profile, data={"outreach_method": channel, **data})
+        return render_message(campaign=campaign, profile=profile, channel=channel, sample=SAMPLE,
+                              settings=Settings(_env_file=None, secret_key="t"))  # type: ignore[call-arg]
+
+    email = render("email", message_template=BODY, email_subject=SUBJECT, variables={"promotion": "20% off"})
     assert email.subject == "We miss you, Maria!"
     assert email.text.startswith("Hi Maria,\n\nEnjoy 20% off at Bella Vista.")
-    assert '<a href="https://bellavista.example/book">' in (email.html or "")
-    assert email.sms is None
+    assert "Unsubscribe: http" in email.text and email.text.count("Unsubscribe") == 1  # the footer, once
+    assert '/c/' in (email.html or "") and ">https://bellavista.example/book</a>" in (email.html or "")
+    assert email.sms is None and email.cost == profile.price_per_email
 
-    sms = render_message(channel="sms", template="Hi {first_name|there}, " + "x" * 155, sample=SampleCustomer(),
-                         business_name="Bella Vista", timezone="UTC")
-    assert sms.text.startswith("Hi there, ")
+    sms = render("sms", message_template="Hi {first_name|there}, " + "x" * 155)
+    assert sms.text.startswith("Hi Maria, ") and sms.text.endswith("\nReply STOP to opt out")
     assert (sms.sms.segments, sms.sms.encoding) == (2, "GSM-7")
+    assert sms.cost == round(2 * profile.price_per_sms_segment, 6)
+    own = render("sms", message_template="Hi {first_name|there}! Reply STOP to opt out.")
+    assert own.text == "Hi Maria! Reply STOP to opt out." and own.sms.segments == 1  # never twice
 
-    call = render_message(channel="call", template="Hello {first_name}, since {last_visit_date}.", sample=SAMPLE,
-                          business_name="Bella Vista", timezone="America/New_York", agent_name="Ava")
+    call = render("call", call_script="Hello {first_name}, since {last_visit_date}.")
     assert call.text == "Hello Maria, since December 1, 2025."
-    assert call.values["agent_name"] == "Ava" and "unsubscribe_url" not in call.values
+    assert "unsubscribe_url" not in call.values and call.cost is None
 
     with pytest.raises(Invalid) as exc:
-        render_message(channel="email", template="Hi {frist_name}", subject_template="x", business_name="B",
-                       timezone="UTC")
+        render("email", message_template="Hi {frist_name}", email_subject="x")
     assert exc.value.field == "message_template" and "{frist_name}" in exc.value.message
     with pytest.raises(Invalid) as exc:
-        render_message(channel="email", template="Hi", subject_template=" ", business_name="B", timezone="UTC")
+        render("email", message_template="Hi", email_subject=" ")
     assert exc.value.field == "email_subject"
     with pytest.raises(Invalid) as exc:
-        render_message(channel="call", template="", business_name="B", timezone="UTC")
+        render("call", call_script="")
     assert exc.value.field == "call_script"
 
 
@@ -101,7 +108,8 @@ def test_live_test_email_goes_through_resend(session, now):
         assert result.sentence().startswith("Test e-mail sent to owner@bellavista.example through Resend")
         (email,) = fake.emails.values()
         assert email.to == ["owner@bellavista.example"]
-        assert email.subject == "[Test] We miss you, Maria!"
+        assert email.subject == "We miss you, Maria!"  # the very message a customer gets
+        assert email.payload["tags"] == [{"name": "test", "value": "true"}]
         assert "Enjoy 20% off at Bella Vista." in email.payload["text"]
         assert "<p>Hi Maria,</p>" in email.payload["html"]
         assert result.provider_message_id == email.id
@@ -126,7 +134,7 @@ def test_provider_refusals_become_sentences(session, now):
         with pytest.raises(Conflict) as exc:
             send_test(session, profile_id=p.id, channel="email", to="owner@bellavista.example", template=BODY,
                       subject_template=SUBJECT, variables={"promotion": "x"}, settings=settings)
-        assert "used up its quota" in exc.value.message
+        assert "cannot send right now" in exc.value.message and "quota" in exc.value.message
         fake.set_quota(None)
         fake.fail_next(3, status=503, name="service_unavailable")
         with pytest.raises(Conflict) as exc:
