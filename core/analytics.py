@@ -5,31 +5,35 @@ Every function is scoped to one profile and aggregates in the database
 rows or one page of rows travel to Python.  Results are pandas DataFrames (for
 tables and Plotly) or small dataclasses.
 
-Counting follows ``core.results``: *sent* = recipients with ``sent_at``,
-*delivered* = with ``delivered_at``, *responded* = with ``responded_at``,
-*converted* = converted; response and conversion rates are over recipients
-sent.
+Counting is ``core.results.count_columns``, the one counting function:
+*customers* are the recipients a campaign contacts (its holdout group is counted
+apart), *sent* = with ``sent_at``, *delivered* = ever delivered, *responded* =
+with ``responded_at``, *converted* = converted; every rate is out of the
+customers sent to, on the funnel as in the tables.  The status breakdown says
+where every customer is *now* (a delivered e-mail whose customer then replied is
+"Answered"/"Delivered" by its latest status), the funnel what *ever* happened.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import String
+from sqlalchemy.types import Integer
 
+from core import waiting
 from core.campaigns import get_campaign, get_recipient, list_campaigns, list_recipients
 from core.db import utcnow
+from core.lift import two_proportion_z_test
 from core.models import (
     EVENT_TYPES,
     RECIPIENT_STATUSES,
@@ -51,8 +55,17 @@ STATUS_LABELS: dict[str, str] = {
 }
 RECIPIENT_STATUS_LABELS: dict[str, str] = {
     "pending": "Waiting", "queued": "Queued", "sent": "Sent", "delivered": "Delivered", "answered": "Answered",
-    "failed": "Failed", "opted_out": "Opted out",
+    "failed": "Failed", "opted_out": "Opted out", "holdout": "Holdout",
 }
+# what each status means, where a label alone would leave people guessing
+RECIPIENT_STATUS_MEANINGS: dict[str, str] = {
+    "pending": "Waiting (nothing sent yet)", "queued": "Being sent", "sent": "Sent (no delivery report yet)",
+    "delivered": "Delivered", "answered": "Answered the call", "failed": "Failed (bounced or could not be reached)",
+    "opted_out": "Opted out (asked to stop or marked as spam)",
+    "holdout": "Holdout (kept back on purpose, never contacted)",
+}
+# statuses of customers a campaign contacts (the holdout group is shown apart)
+CONTACTED_STATUSES = tuple(s for s in RECIPIENT_STATUSES if s != "holdout")
 EVENT_LABELS: dict[str, str] = {
     "sent": "Sent", "delivered": "Delivered", "delivery_delayed": "Delivery delayed", "opened": "Opened",
     "clicked": "Clicked", "answered": "Answered", "not_answered": "Not answered", "replied": "Replied",
@@ -68,37 +81,46 @@ SIGNIFICANCE_LEVEL = 0.05
 # --- SQL helpers -------------------------------------------------------------------------------
 
 
-class hour_bucket(FunctionElement[Any]):
-    """The UTC hour a timestamp falls in, as ``YYYY-MM-DD HH:00:00`` text."""
+class time_bucket(FunctionElement[Any]):
+    """``time_bucket(timestamp, literal_column("300"))``: the start of the 300-second UTC bucket a timestamp
+    falls in, as epoch seconds (the length is a literal, part of the statement and of its cache key)."""
 
-    type = String()
+    type = Integer()
     inherit_cache = True
 
 
-@compiles(hour_bucket, "postgresql")
-def _hour_bucket_pg(element: Any, compiler: Any, **kw: Any) -> str:
-    arg = compiler.process(next(iter(element.clauses)), **kw)
-    return f"to_char(date_trunc('hour', {arg} AT TIME ZONE 'UTC'), 'YYYY-MM-DD HH24:00:00')"
+@compiles(time_bucket, "postgresql")
+def _time_bucket_pg(element: time_bucket, compiler: Any, **kw: Any) -> str:
+    arg, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(floor(extract(epoch from {arg}) / {seconds}) * {seconds})::bigint"
 
 
-@compiles(hour_bucket, "sqlite")
-def _hour_bucket_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
-    # SQLite stores naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff")
-    arg = compiler.process(next(iter(element.clauses)), **kw)
-    return f"strftime('%Y-%m-%d %H:00:00', {arg})"
+@compiles(time_bucket, "sqlite")
+def _time_bucket_sqlite(element: time_bucket, compiler: Any, **kw: Any) -> str:
+    # SQLite stores naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff"), which strftime reads as UTC
+    arg, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST(strftime('%s', {arg}) AS INTEGER) / {seconds} * {seconds})"
 
 
 def _sum_if(cond: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
 
 
-def _counter_columns() -> list[ColumnElement[Any]]:
-    """The recipient counters (the rules of ``core.results``), plus how many are done."""
+_STAT_LABELS = ("recipients", "sent", "delivered", "answered", "responded", "converted", "failed", "opted_out",
+                "holdout", "customers")
+_STAT_FIELDS = ("total_recipients", "sent_count", "delivered_count", "answered_count", "responded_count",
+                "converted_count", "failed_count", "opted_out_count", "holdout_count", "customers")
+
+
+def _counter_columns(*, customers: bool = False) -> list[ColumnElement[Any]]:
+    """The recipient counters (``core.results.count_columns``), plus how many are done; ``customers``
+    (different customers, a DISTINCT) only when asked."""
+    n = len(_STAT_LABELS) if customers else len(_STAT_LABELS) - 1
     return [
-        *count_columns(("recipients", "sent", "delivered", "answered", "responded", "converted", "failed",
-                        "opted_out")),
-        # nothing left to do for the recipient (the work queue's definition) or given up on
-        _sum_if(or_(R.next_attempt_at.is_(None), R.status.in_(("failed", "opted_out")))).label("done"),
+        *count_columns(_STAT_FIELDS[:n], labels=_STAT_LABELS[:n]),
+        # a contacted recipient with nothing left to do (the work queue's definition) or given up on
+        _sum_if(and_(R.status != "holdout", or_(R.next_attempt_at.is_(None),
+                                                 R.status.in_(("failed", "opted_out"))))).label("done"),
     ]
 
 
@@ -127,7 +149,8 @@ def _event_scope(profile_id: uuid.UUID, campaign_id: uuid.UUID | None, now: date
 
 @dataclass(frozen=True)
 class CampaignStats:
-    """Counters of one campaign's recipients."""
+    """Counters of one campaign's recipients (``recipients``: the customers it contacts; ``holdout``: those
+    kept back; ``customers``: different customers, when counted — across campaigns one counts once)."""
 
     recipients: int = 0
     sent: int = 0
@@ -137,7 +160,9 @@ class CampaignStats:
     converted: int = 0
     failed: int = 0
     opted_out: int = 0
+    holdout: int = 0
     done: int = 0
+    customers: int = 0
 
     @property
     def progress(self) -> float:
@@ -170,45 +195,72 @@ def campaign_stats(session: Session, *, profile_id: uuid.UUID,
 
 
 def _stats(row: Any) -> CampaignStats:
-    return CampaignStats(**{k: int(getattr(row, k) or 0) for k in CampaignStats.__dataclass_fields__})
+    values = row._mapping
+    stats = {k: int(values.get(k) or 0) for k in CampaignStats.__dataclass_fields__}
+    if "customers" not in values:  # within one campaign a customer is one recipient (re-enrolments aside)
+        stats["customers"] = stats["recipients"]
+    return CampaignStats(**stats)
 
 
 def campaign_table(
     session: Session, *, profile_id: uuid.UUID, status: str | None = None, campaign_type: str | None = None,
     created_after: datetime | None = None, created_before: datetime | None = None, limit: int = 50,
-    offset: int = 0, timezone: str = "UTC",
+    offset: int = 0, timezone: str = "UTC", now: datetime | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """A page of campaigns with their progress and key rates, and the total matching
-    (times in the schedule column are in ``timezone``)."""
+    """A page of campaigns with their progress, key rates and what they wait for ("next send 09:00"), and the
+    total matching (times in the schedule and next-send columns are in ``timezone``)."""
     rows, total = list_campaigns(session, profile_id=profile_id, status=status, campaign_type=campaign_type,
                                  created_after=created_after, created_before=created_before, limit=limit,
                                  offset=offset)
     stats = campaign_stats(session, profile_id=profile_id, campaign_ids=[c.id for c in rows])
+    waits = waiting.many(session, profile_id=profile_id, campaigns=rows, now=now, timezone=timezone)
+    per_day = enrolments_per_day(session, campaign_ids=[c.id for c in rows if c.always_on], now=now or utcnow())
     records = []
     for c in rows:
         s = stats[c.id]
+        wait = waits.get(c.id)
+        always = bool(c.always_on) and c.status == "active"
         records.append({
             "id": str(c.id),
             "name": c.name,
             "status": c.status,
-            "status_label": STATUS_LABELS.get(c.status, c.status),
+            "status_label": ALWAYS_ON_LABEL if always else STATUS_LABELS.get(c.status, c.status),
             "type": TYPE_LABELS.get(c.campaign_type, c.campaign_type),
             "channel": _channel_text(c.outreach_method, c.steps),
-            "schedule": _schedule_text(c, timezone),
+            "schedule": (f"Enrols {per_day.get(c.id, 0.0):g} a day (last {ENROLMENT_DAYS} days)" if always
+                         else _schedule_text(c, timezone)),
             "recipients": s.recipients,
             "done": s.done,
             "progress": s.progress,
-            "progress_text": f"{s.done:,} / {s.recipients:,}",
+            "progress_text": f"{s.done:,} of {s.recipients:,}",
             "response_rate": s.response_rate,
             "conversion_rate": s.conversion_rate,
             "created_at": c.created_at,
             "status_reason": c.status_reason,
+            "next_send": wait.short if wait is not None else None,
+            "waiting": wait.sentence if wait is not None else None,
             "open": f"campaign?id={c.id}",
         })
     columns = ["id", "name", "status", "status_label", "type", "channel", "schedule", "recipients", "done",
                "progress", "progress_text", "response_rate", "conversion_rate", "created_at", "status_reason",
-               "open"]
+               "next_send", "waiting", "open"]
     return pd.DataFrame.from_records(records, columns=columns), total
+
+
+ALWAYS_ON_LABEL = "Always on"
+ENROLMENT_DAYS = 7
+
+
+def enrolments_per_day(session: Session, *, campaign_ids: Sequence[uuid.UUID], now: datetime,
+                       days: int = ENROLMENT_DAYS) -> dict[uuid.UUID, float]:
+    """How many customers each always-on campaign enrolled per day, on average over the last ``days``
+    (holdout enrolments included: they joined too)."""
+    if not campaign_ids:
+        return {}
+    rows = session.execute(select(R.campaign_id, func.count()).where(
+        R.campaign_id.in_(list(campaign_ids)), R.created_at > now - timedelta(days=days))
+        .group_by(R.campaign_id)).all()
+    return {cid: round(int(n) / days, 1) for cid, n in rows}
 
 
 def _channel_text(method: str, steps: Sequence[dict[str, Any]] | None) -> str:
@@ -274,8 +326,9 @@ def campaign_progress(session: Session, *, profile_id: uuid.UUID, campaign_id: u
 # --- recipients -----------------------------------------------------------------------------------
 
 
-RECIPIENT_COLUMNS = ["id", "customer", "phone", "email", "variant", "status", "status_label", "step", "attempts",
-                     "channel", "sent_at", "delivered_at", "answered_at", "responded_at", "converted", "error"]
+RECIPIENT_COLUMNS = ["id", "customer_id", "customer", "phone", "email", "variant", "status", "status_label", "step",
+                     "attempts", "channel", "sent_at", "delivered_at", "answered_at", "responded_at", "converted",
+                     "error"]
 
 
 def recipients_page(
@@ -286,7 +339,8 @@ def recipients_page(
     rows, total = list_recipients(session, profile_id=profile_id, campaign_id=campaign_id, status=status,
                                   search=search, limit=limit, offset=offset)
     records = [{
-        "id": str(r.id), "customer": r.customer_name or "—", "phone": r.customer_phone, "email": r.customer_email,
+        "id": str(r.id), "customer_id": str(r.customer_id) if r.customer_id else None,
+        "customer": r.customer_name or "—", "phone": r.customer_phone, "email": r.customer_email,
         "variant": r.variant, "status": r.status, "status_label": RECIPIENT_STATUS_LABELS.get(r.status, r.status),
         "step": r.step + 1, "attempts": r.attempts, "channel": CHANNEL_LABELS.get(r.last_channel or ""),
         "sent_at": r.sent_at, "delivered_at": r.delivered_at, "answered_at": r.answered_at,
@@ -416,7 +470,9 @@ def _channels_for(session: Session, profile_id: uuid.UUID, campaign_id: uuid.UUI
 
 def funnel(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID | None = None,
            now: datetime | None = None) -> pd.DataFrame:
-    """Recipients → sent → delivered → answered/opened → responded → converted.
+    """Customers → sent → delivered → answered/opened → responded → converted: how many *ever* got
+    that far (counted by ``core.results.count_columns``), and each stage's share **of sent** — the
+    base of every rate the dashboard shows (``None`` for the first stage, which comes before sending).
 
     Stages that cannot happen on the campaign's channels are left out (a call
     is not "delivered", an SMS is not "opened").
@@ -427,73 +483,95 @@ def funnel(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID | 
                                                     E.type.in_(("opened", "clicked", "answered")),
                                                     E.recipient_id.is_not(None)))
     row = session.execute(select(
-        func.count(R.id).label("recipients"),
-        func.count(R.sent_at).label("sent"),
-        func.count(R.delivered_at).label("delivered"),
+        *_counter_columns(),
         _sum_if(or_(R.answered_at.is_not(None), R.id.in_(engaged_events))).label("engaged"),
-        func.count(R.responded_at).label("responded"),
-        _sum_if(R.converted.is_(True)).label("converted"),
     ).where(*_scope(profile_id, campaign_id))).one()
     engaged_labels: dict[tuple[str, ...], str] = {("call",): "Answered", ("email",): "Opened"}
     engaged_label = engaged_labels.get(tuple(sorted(set(channels) - {"sms"})), "Answered or opened")
-    stages = [("Recipients", row.recipients), ("Sent", row.sent)]
+    stages = [("Customers", row.recipients), ("Sent", row.sent)]
     if set(channels) & {"email", "sms"}:
         stages.append(("Delivered", row.delivered))
     if set(channels) & {"email", "call"}:
         stages.append((engaged_label, row.engaged))
     stages += [("Responded", row.responded), ("Converted", row.converted)]
-    total = int(row.recipients or 0)
+    sent = int(row.sent or 0)
     return pd.DataFrame({
         "stage": [s for s, _ in stages],
         "count": [int(n or 0) for _, n in stages],
-        "share": [_rate(int(n or 0), total) for _, n in stages],
+        "share_of_sent": [None if i == 0 else _rate(int(n or 0), sent) for i, (_, n) in enumerate(stages)],
     })
 
 
 def summary(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID | None = None) -> CampaignStats:
-    """The counters of one campaign, or of every campaign of the profile."""
-    row = session.execute(select(*_counter_columns()).where(*_scope(profile_id, campaign_id))).one()
+    """The counters of one campaign, or of every campaign of the profile (then ``customers`` counts each
+    customer once, however many campaigns reached them)."""
+    row = session.execute(select(*_counter_columns(customers=campaign_id is None))
+                          .where(*_scope(profile_id, campaign_id))).one()
     return _stats(row)
 
 
 def status_breakdown(session: Session, *, profile_id: uuid.UUID,
                      campaign_id: uuid.UUID | None = None) -> pd.DataFrame:
-    """How many recipients are in each status (every status listed, in lifecycle order)."""
-    counts = dict.fromkeys(RECIPIENT_STATUSES, 0)
+    """Where every contacted customer is *now*: how many recipients are in each status (every status
+    listed, in lifecycle order; the holdout group is not contacted and not listed).  ``meaning`` says
+    what a status covers ("Opted out (asked to stop or marked as spam)")."""
+    counts = dict.fromkeys(CONTACTED_STATUSES, 0)
     for status, n in session.execute(select(R.status, func.count()).where(*_scope(profile_id, campaign_id))
                                      .group_by(R.status)):
-        counts[status] = int(n)
+        if status in counts:
+            counts[status] = int(n)
     return pd.DataFrame({
         "status": list(counts), "label": [RECIPIENT_STATUS_LABELS[s] for s in counts],
-        "count": list(counts.values()),
+        "meaning": [RECIPIENT_STATUS_MEANINGS[s] for s in counts], "count": list(counts.values()),
     })
+
+
+def failure_reasons(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID | None = None,
+                    limit: int = 5) -> pd.DataFrame:
+    """Why customers failed (bounced, invalid number, …): the most common reasons and how many each."""
+    reason = func.coalesce(R.error_message, "no reason recorded").label("reason")
+    rows = session.execute(select(reason, func.count().label("customers"))
+                           .where(*_scope(profile_id, campaign_id), R.status == "failed")
+                           .group_by(reason).order_by(func.count().desc(), reason).limit(limit)).all()
+    return pd.DataFrame.from_records([(r.reason, int(r.customers)) for r in rows], columns=["reason", "customers"])
+
+
+# (longest span, bucket seconds, what a bar is): a 5-minute campaign gets minutes, a month gets days
+TIMELINE_BINS: tuple[tuple[pd.Timedelta, int, str], ...] = (
+    (pd.Timedelta(hours=1), 60, "minute"),
+    (pd.Timedelta(hours=5), 300, "5 minutes"),
+    (pd.Timedelta(hours=15), 900, "15 minutes"),
+    (pd.Timedelta(days=3), 3600, "hour"),
+)
 
 
 def event_timeline(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID | None = None,
                    timezone: str = "UTC", since: datetime | None = None, now: datetime | None = None,
                    ) -> tuple[pd.DataFrame, str]:
-    """Events per time bucket and type, counted per UTC hour in SQL.
+    """Events per time bucket and type, counted in SQL, with a bucket that fits the span.
 
-    Returns ``(frame, granularity)``: hours for spans up to three days, else
-    local days (the hourly counts summed in ``timezone``).  Columns: ``time``
-    (local, timezone-aware), ``event`` (label), ``type``, ``count``.
+    Returns ``(frame, granularity)``: granularity is ``"minute"``, ``"5 minutes"``, ``"15 minutes"``
+    or ``"hour"`` for spans up to an hour, five hours, fifteen hours, three days — else ``"day"``
+    (local days: the hourly counts summed in ``timezone``).  Columns: ``time`` (local,
+    timezone-aware), ``event`` (label), ``type``, ``count``.
     """
     now = now or utcnow()
-    bucket = hour_bucket(E.occurred_at).label("bucket")
     conds = _event_scope(profile_id, campaign_id, now)
     if since is not None:
         conds.append(E.occurred_at >= since)
+    columns = ["time", "event", "type", "count"]
+    first, last = session.execute(select(func.min(E.occurred_at), func.max(E.occurred_at)).where(*conds)).one()
+    if first is None or last is None:
+        return pd.DataFrame(columns=columns), "hour"
+    span = pd.Timestamp(last) - pd.Timestamp(first)
+    seconds, granularity = next(((sec, name) for longest, sec, name in TIMELINE_BINS if span <= longest),
+                                (3600, "day"))
+    bucket = time_bucket(E.occurred_at, literal_column(str(int(seconds)))).label("bucket")
     rows = session.execute(select(bucket, E.type, func.count().label("n")).where(*conds)
                            .group_by(bucket, E.type).order_by(bucket)).all()
-    columns = ["time", "event", "type", "count"]
-    if not rows:
-        return pd.DataFrame(columns=columns), "hour"
-    frame = pd.DataFrame.from_records([(b, t, int(n)) for b, t, n in rows], columns=["bucket", "type", "count"])
-    frame["time"] = pd.to_datetime(frame["bucket"], utc=True).dt.tz_convert(timezone)
-    span = frame["time"].max() - frame["time"].min()
-    granularity = "hour"
-    if span > pd.Timedelta(days=3):
-        granularity = "day"
+    frame = pd.DataFrame.from_records([(int(b), t, int(n)) for b, t, n in rows], columns=["bucket", "type", "count"])
+    frame["time"] = pd.to_datetime(frame["bucket"], unit="s", utc=True).dt.tz_convert(timezone)
+    if granularity == "day":
         frame["time"] = frame["time"].dt.floor("D", ambiguous=False, nonexistent="shift_forward")
         frame = frame.groupby(["time", "type"], as_index=False)["count"].sum()
     frame["event"] = frame["type"].map(lambda t: EVENT_LABELS.get(t, t))
@@ -508,7 +586,7 @@ def channel_comparison(session: Session, *, profile_id: uuid.UUID,
     rows = session.execute(
         select(label, *_counter_columns()).join(Campaign, Campaign.id == R.campaign_id)
         .where(*_scope(profile_id, campaign_id), or_(R.sent_at.is_not(None), R.last_channel.is_not(None)),
-               channel.is_not(None))
+               channel.is_not(None), R.status != "holdout")
         .group_by(channel)
     ).all()
     records = []
@@ -539,18 +617,6 @@ def campaigns_comparison(session: Session, *, profile_id: uuid.UUID, limit: int 
 
 
 # --- A/B variants -------------------------------------------------------------------------------------
-
-
-def two_proportion_z_test(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float] | None:
-    """Two-sided z-test of ``x1/n1`` against ``x2/n2`` (pooled); ``(z, p)`` or ``None`` when undefined."""
-    if n1 <= 0 or n2 <= 0:
-        return None
-    pooled = (x1 + x2) / (n1 + n2)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    if se == 0:
-        return None
-    z = (x1 / n1 - x2 / n2) / se
-    return z, math.erfc(abs(z) / math.sqrt(2))
 
 
 @dataclass(frozen=True)

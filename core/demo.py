@@ -1,6 +1,9 @@
 """The demo business ``make run`` starts with: a salon with two years of lead
 history from its CONNEXT voice agents — repeat customers, dormant ones,
-e-mail-only and phone-only customers, a few opt-outs — and sample campaigns:
+e-mail-only and phone-only customers, the salon's own lead statuses (Booked,
+No-show next to New, Contacted, Closed), consent records for most phone
+customers (captured on the agents' calls), a few opt-outs and do-not-call
+numbers — and sample campaigns:
 
 - a win-back e-mail campaign that ran three weeks ago, with its whole history
   (sends, deliveries, opens, clicks, bookings), produced by running the real
@@ -21,13 +24,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.accounts import count_profiles, create_agent, create_profile
 from core.campaigns import create_campaign
 from core.contacts import normalize_email, normalize_phone
+from core.customers_sync import refresh_scores, sync_customers
 from core.db import utcnow
-from core.models import Lead
+from core.models import Consent, DncNumber, Lead
 from core.optouts import record_opt_out
 
 DEMO_EMAIL = "demo@bellavista.example"
@@ -79,6 +84,9 @@ SPRING_EMAIL = (
     "{business_name}"
 )
 HISTORY_AGO = timedelta(days=21)
+# how many of the past campaign's customers came back on their own within its window
+RETURN_RATE_CONTACTED = 0.18
+RETURN_RATE_HOLDOUT = 0.04
 SCHEDULED_AFTER = timedelta(seconds=90)
 FEEDBACK_SMS = (
     "Hi {first_name|there}, it's {business_name}. How was your last {service_type|visit}? Reply with a number "
@@ -132,6 +140,50 @@ def _leads(rng: random.Random, now: datetime, profile_id: uuid.UUID, agents: lis
     return leads
 
 
+def _own_words(leads: list[Lead]) -> None:
+    """A salon's CRM has its own statuses: some most recent contacts were bookings and no-shows.
+    (Its own random sequence, so the rest of the demo stays as it was.)"""
+    rng = random.Random(20261204)
+    newest: dict[str, Lead] = {}
+    for lead in leads:
+        if lead.contact_key not in newest or lead.created_at > newest[lead.contact_key].created_at:
+            newest[lead.contact_key] = lead
+    for lead in newest.values():
+        roll = rng.random()
+        if lead.status == "Contacted" and roll < 0.35:
+            lead.status = "Booked"
+        elif lead.status == "New" and roll < 0.3:
+            lead.status = "No-show"
+
+
+def _compliance_records(session: Session, *, profile_id: uuid.UUID, leads: list[Lead], now: datetime) -> None:
+    """Consent the agents captured on their calls (most phone customers agreed to offers by text and call;
+    some only to service texts), and two numbers on the salon's do-not-call list."""
+    rng = random.Random(20261205)
+    first_call: dict[str, datetime] = {}
+    for lead in leads:
+        if lead.customer_phone and (lead.customer_phone not in first_call
+                                    or lead.created_at < first_call[lead.customer_phone]):
+            first_call[lead.customer_phone] = lead.created_at
+    phones = sorted(first_call)
+    consents = []
+    for phone in phones:
+        roll = rng.random()
+        if roll < 0.75:
+            channel, level, proof = "all", "express_written", (
+                "On the recorded call the customer agreed to receive offers by text and phone from Bella Vista.")
+        elif roll < 0.87:
+            channel, level, proof = "sms", "express", "Asked on the call for appointment texts."
+        else:
+            continue
+        consents.append(Consent(id=uuid.uuid4(), profile_id=profile_id, contact=phone, channel=channel, level=level,
+                                source="call", proof=proof, captured_at=first_call[phone], created_at=now))
+    session.add_all(consents)
+    session.add_all([DncNumber(id=uuid.uuid4(), profile_id=profile_id, number=number, source="internal",
+                               created_at=now - timedelta(days=90)) for number in (phones[7], phones[23])])
+    session.flush()
+
+
 def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None = None) -> dict[str, Any]:
     """Create the demo business; with ``if_empty``, only when no business exists yet."""
     if if_empty and count_profiles(session) > 0:
@@ -145,8 +197,11 @@ def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None 
     agents = [create_agent(session, profile_id=profile.id, name=name).id
               for name in ("Ava (front desk)", "Max (after hours)", "Luna (bookings)")]
     leads = _leads(rng, now, profile.id, agents)
+    _own_words(leads)
     session.add_all(leads)
     session.flush()
+    sync_customers(session, profile_id=profile.id, keys=sorted({lead.contact_key for lead in leads}), now=now)
+    _compliance_records(session, profile_id=profile.id, leads=leads, now=now)
 
     phones = sorted({lead.customer_phone for lead in leads if lead.customer_phone})
     emails = sorted({lead.customer_email for lead in leads if lead.customer_email})
@@ -172,7 +227,9 @@ def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None 
     }, now=now)
     create_campaign(session, profile_id=profile.id, data={
         "name": "Win back dormant regulars", "campaign_type": "winback", "outreach_method": "email",
-        "description": "Customers who have not been in for six months or more.",
+        "description": "Customers who have not been in for six months or more; once started it keeps enrolling "
+                       "customers as they cross six months.",
+        "always_on": True, "reenroll_after_days": 180,
         "target_criteria": {"last_contact_days": 180, "status": "Closed", "min_leads": 2},
         "email_subject": "We miss you, {first_name|friend}!", "message_template": WINBACK_EMAIL,
         "variables": {"promotion": "20% off"},
@@ -193,6 +250,7 @@ def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None 
                             .isoformat()},
         "message_template": FEEDBACK_SMS,
     }, now=now)
+    refresh_scores(session, profile_id=profile.id, now=now)
     return {
         "seeded": True, "profile_id": str(profile.id), "api_key": api_key,
         "login": {"email": DEMO_EMAIL, "password": DEMO_PASSWORD},
@@ -220,8 +278,9 @@ def _past_campaign(session: Session, *, profile_id: uuid.UUID, now: datetime) ->
     started = now - HISTORY_AGO
     campaign = create_campaign(session, profile_id=profile_id, data={
         "name": "Autumn win-back", "campaign_type": "winback", "outreach_method": "email",
-        "description": "Customers who had not been in for four months. Sent three weeks ago.",
-        "target_criteria": {"last_contact_days": 120, "status": "Closed"},
+        "description": "Customers who had not been in for four months. Sent three weeks ago, with a fifth of "
+                       "them kept back to measure what it changed.",
+        "target_criteria": {"last_contact_days": 120, "status": "Closed"}, "holdout_percent": 20,
         "email_subject": "We miss you, {first_name|friend}!", "message_template": WINBACK_EMAIL,
         "variables": {"promotion": "15% off"}, "send_window": {"start": "08:00", "end": "20:00"},
         "rate_limit_per_minute": 600,
@@ -243,4 +302,23 @@ def _past_campaign(session: Session, *, profile_id: uuid.UUID, now: datetime) ->
     for offset in offsets:
         tick(factory, now=started + offset, worker="demo-history", settings=settings, concurrency=1)
     session.expire_all()
+    _returns(session, profile_id=profile_id, campaign_id=campaign.id, started=started)
     return campaign.id
+
+
+def _returns(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID, started: datetime) -> None:
+    """Customers of the past campaign who called the shop again within its attribution window, as the voice
+    agent recorded them — more of the contacted than of those kept back, as a campaign that worked."""
+    from core.leads import add_lead
+    from core.models import CampaignRecipient
+
+    rng = random.Random(20261125)
+    r = CampaignRecipient
+    people = session.execute(select(r.status, r.customer_name, r.customer_phone, r.customer_email)
+                             .where(r.campaign_id == campaign_id).order_by(r.contact_key)).all()
+    for status, name, phone, email in people:
+        if rng.random() < (RETURN_RATE_HOLDOUT if status == "holdout" else RETURN_RATE_CONTACTED):
+            add_lead(session, profile_id=profile_id, customer_name=name, customer_phone=phone, customer_email=email,
+                     status="New", service_type=rng.choice(SERVICES), source="agent",
+                     created_at=started + timedelta(days=rng.uniform(1, 12)),
+                     notes="Called to book after a while away.")
