@@ -41,7 +41,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 ENTRY = ROOT / "tests" / "dashboard" / "entry.py"
@@ -85,8 +85,15 @@ def seed(url: str, recipients: int) -> dict[str, Any]:
                    'c' || g || '@bench.example', 'Closed', (ARRAY['Color','Haircut','Facial','Massage'])[1 + g % 4],
                    '{}'::jsonb, '{}'::jsonb, 'import', :now - (200 + g % 700) * interval '1 day', :now
             FROM generate_series(1, :n) AS g"""), {"pid": pid, "n": recipients, "now": now})
+        # the customers of these leads, kept in the same transaction as every import keeps them
+        from core.customers_sync import sync_customers
+        from core.models import Lead
+
+        sync_customers(conn, profile_id=pid, keys=select(Lead.contact_key).where(Lead.profile_id == pid).distinct(),
+                       now=now)
         # as autovacuum would have by the time a business starts a campaign over these leads
         conn.execute(text("ANALYZE leads"))
+        conn.execute(text("ANALYZE customers"))
     step("leads")
     with session_scope(engine) as session:
         campaign = campaigns.create_campaign(session, profile_id=pid, data={
@@ -172,6 +179,7 @@ def kept(url: str) -> dict[str, Any]:
 def render_pages(url: str, profile_id: uuid.UUID, campaign_id: uuid.UUID, runs: int) -> dict[str, Any]:
     """Script-run times of the real pages in AppTest (Streamlit caches cleared before every run)."""
     os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("SECRET_KEY", "bench")  # on a database server the dashboard refuses to start without
     import streamlit as st
     from streamlit.testing.v1 import AppTest
 

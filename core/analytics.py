@@ -25,14 +25,11 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import ColumnElement, and_, case, func, literal_column, or_, select
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
-from sqlalchemy.types import Integer
 
 from core import waiting
 from core.campaigns import get_campaign, get_recipient, list_campaigns, list_recipients
-from core.db import utcnow
+from core.db import time_bucket, utcnow
 from core.lift import two_proportion_z_test
 from core.models import (
     EVENT_TYPES,
@@ -79,27 +76,6 @@ SIGNIFICANCE_LEVEL = 0.05
 
 
 # --- SQL helpers -------------------------------------------------------------------------------
-
-
-class time_bucket(FunctionElement[Any]):
-    """``time_bucket(timestamp, literal_column("300"))``: the start of the 300-second UTC bucket a timestamp
-    falls in, as epoch seconds (the length is a literal, part of the statement and of its cache key)."""
-
-    type = Integer()
-    inherit_cache = True
-
-
-@compiles(time_bucket, "postgresql")
-def _time_bucket_pg(element: time_bucket, compiler: Any, **kw: Any) -> str:
-    arg, seconds = (compiler.process(c, **kw) for c in element.clauses)
-    return f"(floor(extract(epoch from {arg}) / {seconds}) * {seconds})::bigint"
-
-
-@compiles(time_bucket, "sqlite")
-def _time_bucket_sqlite(element: time_bucket, compiler: Any, **kw: Any) -> str:
-    # SQLite stores naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff"), which strftime reads as UTC
-    arg, seconds = (compiler.process(c, **kw) for c in element.clauses)
-    return f"(CAST(strftime('%s', {arg}) AS INTEGER) / {seconds} * {seconds})"
 
 
 def _sum_if(cond: ColumnElement[bool]) -> ColumnElement[Any]:

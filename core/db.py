@@ -214,3 +214,23 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
     with session_factory(engine)() as session, session.begin():
         yield session
 
+
+class time_bucket(FunctionElement[Any]):
+    """``time_bucket(timestamp, literal_column("300"))``: the start of the 300-second UTC bucket a timestamp
+    falls in, as epoch seconds (the length is a literal, part of the statement and of its cache key)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(time_bucket, "postgresql")
+def _time_bucket_pg(element: time_bucket, compiler: Any, **kw: Any) -> str:
+    arg, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(floor(extract(epoch from {arg}) / {seconds}) * {seconds})::bigint"
+
+
+@compiles(time_bucket, "sqlite")
+def _time_bucket_sqlite(element: time_bucket, compiler: Any, **kw: Any) -> str:
+    # SQLite stores naive UTC text ("YYYY-MM-DD HH:MM:SS.ffffff"), which strftime reads as UTC
+    arg, seconds = (compiler.process(c, **kw) for c in element.clauses)
+    return f"(CAST(strftime('%s', {arg}) AS INTEGER) / {seconds} * {seconds})"

@@ -54,7 +54,6 @@ from sqlalchemy import (
     select,
     true,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from core.consents import required_level, satisfies
@@ -622,20 +621,13 @@ def preview_audience(
                                  dialect=session.get_bind().dialect.name, campaign=None).subquery("m")
     size = max(0, min(sample_size, 100))
     newest_first = (matched.c.last_contact_at.desc(), matched.c.contact_key)
-    if session.get_bind().dialect.name == "postgresql":
-        # one pass over the customers: the counts, and the sample's ids with them
-        picked = func.array_agg(aggregate_order_by(matched.c.customer_id, *newest_first))
-        rows = session.execute(select(matched.c.reason, func.count(), picked).group_by(matched.c.reason)).all()
-        ids = next((list(found or [])[:size] for reason, _n, found in rows if reason is None), [])
-        sample_rows = session.execute(select(matched).where(matched.c.customer_id.in_(ids))
-                                      .order_by(*newest_first)).mappings().all() if ids else []
-    else:
-        rows = session.execute(select(matched.c.reason, func.count(), literal(None))
-                               .group_by(matched.c.reason)).all()
-        sample_rows = session.execute(select(matched).where(matched.c.reason.is_(None)).order_by(*newest_first)
-                                      .limit(size)).mappings().all()
-    by_reason = _counts([(reason, n) for reason, n, _ids in rows])
-    count = next((int(n) for reason, n, _ids in rows if reason is None), 0)
+    # the counts (no order needed), then the sample: the newest few the campaign would reach, which the
+    # customers' (profile, last contact) index finds without sorting them all
+    rows = session.execute(select(matched.c.reason, func.count()).group_by(matched.c.reason)).all()
+    sample_rows = session.execute(select(matched).where(matched.c.reason.is_(None)).order_by(*newest_first)
+                                  .limit(size)).mappings().all() if size else []
+    by_reason = _counts([(reason, n) for reason, n in rows])
+    count = next((int(n) for reason, n in rows if reason is None), 0)
     sample = [
         {k: row[k] for k in ("customer_id", "lead_id", "customer_name", "customer_phone", "customer_email", "status",
                              "service_type", "last_contact_at", "lead_count", "score")}

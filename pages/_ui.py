@@ -355,6 +355,8 @@ def pager(total: int, *, key: str, page_size: int) -> int:
 
 SESSION_COOKIE = "connext_session"
 FORGET_COOKIE_KEY = "_forget_session_cookie"
+
+
 def client_address() -> str | None:
     """The browser's address as the server sees it (``None`` on localhost or when unknown)."""
     address = st.context.ip_address

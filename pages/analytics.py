@@ -76,7 +76,10 @@ def load_charts(profile: str, campaign: str | None, timezone: str) -> dict[str, 
             "variants": variants, "verdicts": verdicts,
             "comparison": analytics.campaigns_comparison(session, profile_id=p) if c is None else pd.DataFrame(),
             "results": results.campaign_results(session, profile_id=p, campaign_id=c) if c else None,
-            "hours": besttime.curves(session, profile_id=p, now=utcnow()),
+            # the business's hour curves: on the overview, and for a campaign that sends at the best hour
+            "hours": (besttime.curves(session, profile_id=p, now=utcnow())
+                      if c is None or campaigns.get_campaign(session, profile_id=p, campaign_id=c).send_time == "best"
+                      else None),
         }
 
 
@@ -260,7 +263,7 @@ else:
 
 # --- best time to reach ---------------------------------------------------------------------------------------------
 hours = charts["hours"]
-if int(hours["tries"].sum()) > 0:
+if hours is not None and int(hours["tries"].sum()) > 0:
     st.subheader("When customers answer", anchor=False)
     shown = hours[hours.groupby("channel")["tries"].transform("sum") > 0].copy()
     shown["channel"] = shown["channel"].map({"call": "Calls answered", "sms": "Texts replied to",
@@ -272,7 +275,8 @@ if int(hours["tries"].sum()) > 0:
                         margin={"l": 10, "r": 10, "t": 10, "b": 10}, height=300, legend={"orientation": "h", "y": -0.3})
     st.plotly_chart(curve, width="stretch", key="chart_hours")
     st.caption("Your business's smoothed success rate by local hour, from every campaign (hours with few tries lean "
-               "on a typical daily pattern). Campaigns set to send at the best time use this curve.")
+               "on a typical daily pattern). Campaigns set to send at the best time plan each customer's first "
+               "message by this curve (or by the customer's own history, once they have one).")
 
 # --- all campaigns side by side, and export ------------------------------------------------------------------------
 if campaign_id is None:

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import phonenumbers
+import phonenumbers.geocoder
 import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session
@@ -61,6 +62,42 @@ def test_the_state_is_the_one_the_geocoder_names() -> None:
                 described = phonenumbers.geocoder.description_for_number(phonenumbers.parse(other), "en")
                 assert described in ("", compliance.rule_for_state(state).name) or described.endswith(f", {state}")
                 assert state_rule(other).state == state
+
+
+def _geocoder_state(npa: str) -> str | None:
+    """The USPS code of the state phonenumbers' geocoder places an area code in (asked of two exchanges:
+    it knows some exchanges of a new overlay by city only), or ``None`` outside the US."""
+    names = {rule.name: rule.state for rule in STATE_RULES}
+    for probe in (f"+1{npa}5550100", f"+1{npa}2345678"):
+        number = phonenumbers.parse(probe, None)
+        if phonenumbers.region_code_for_number(number) != "US":
+            return None
+        described = phonenumbers.geocoder.description_for_number(number, "en")
+        if "," in described:  # "Tampa, FL"
+            return described.rsplit(",", 1)[1].strip()
+        if described:
+            return names.get(described, described)
+    return None
+
+
+def test_the_area_code_lists_are_the_geocoders() -> None:
+    """Every area code from 200 to 999: in a rule state's list exactly when the geocoder places it there."""
+    listed = {npa: rule.state for rule in STATE_RULES for npa in rule.area_codes}
+    found = {npa: state for n in range(200, 1000)
+             if (state := _geocoder_state(npa := str(n))) in {rule.state for rule in STATE_RULES}}
+    assert listed == found
+    assert all(state_rule(f"+1{npa}5550100").state == state for npa, state in listed.items())
+
+
+def test_the_scheduler_does_not_load_the_geocoder() -> None:
+    """Its data costs a process about 100 MB; the state lists make it unnecessary at run time."""
+    import subprocess
+    import sys
+
+    code = "import sys, scheduler; print('phonenumbers.geodata' in sys.modules, 'pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[1])).stdout.split()
+    assert out == ["False", "False"]
 
 
 def test_each_row_cites_its_statute() -> None:

@@ -107,3 +107,36 @@ def test_lift_and_cost_in_the_results(session, now):
     # a campaign without a holdout has no lift, and says so with null
     plain = f.campaign(session, p, method="email")
     assert results.campaign_results(session, profile_id=p.id, campaign_id=plain.id).as_dict()["lift"] is None
+
+
+def test_the_hour_curve_counted_in_sql_equals_the_planners_model(session, now):
+    """Analytics' hour-of-day curve (core.besttime.business_model, counted in SQL) has the very tries and
+    successes the planner's model counts row by row, customers' own time zones included."""
+    import uuid
+
+    from core import besttime
+    from core.models import OutreachAttempt
+
+    p = f.make_profile(session)
+    phones = ["+12125550101", "+13105550102", "+13125550103", "+12065550104"]  # New York, LA, Chicago, Seattle
+    for phone in phones:
+        f.lead(session, p, phone=phone, name="Pat", now=now)
+    c = f.campaign(session, p, method="call")
+    targeting.select_recipients(session, campaign=c, now=now)
+    rows = session.scalars(select(CampaignRecipient).where(CampaignRecipient.campaign_id == c.id)
+                           .order_by(CampaignRecipient.contact_key)).all()
+    for n in range(60):
+        r = rows[n % len(rows)]
+        started = now - timedelta(days=n % 9, hours=n * 5 % 24, minutes=n * 7 % 60)
+        session.add(OutreachAttempt(id=uuid.uuid4(), profile_id=p.id, campaign_id=c.id, recipient_id=r.id,
+                                    step=0, attempt_no=n + 1, channel="call", provider="vapi",
+                                    idempotency_key=f"k{n}", outcome="accepted", started_at=started))
+        if n % 3 == 0:  # answered within the two hours, once after them
+            session.execute(update(CampaignRecipient).where(CampaignRecipient.id == r.id).values(
+                answered_at=started + timedelta(minutes=30 if n % 2 else 180)))
+            session.flush()
+    session.flush()
+    planner = besttime.load(session, profile_id=p.id, channel="call", now=now)
+    drawn = besttime.business_model(session, profile_id=p.id, channel="call", now=now)
+    assert sum(drawn.tries) == 60 and 0 < sum(drawn.successes) < 60
+    assert (drawn.tries, drawn.successes) == (planner.tries, planner.successes)

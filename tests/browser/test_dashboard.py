@@ -4,6 +4,7 @@ Streamlit exception anywhere.  Screenshots go to test-artifacts/browser/."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from sqlalchemy import select
 
 from core.db import make_engine, session_scope
@@ -28,7 +30,10 @@ def settle(page: Any, shot: str | None = None) -> None:
     """Wait until the script run is over and the page is drawn; fail on any exception shown."""
     page.wait_for_timeout(250)  # let a rerun triggered by the last action begin
     page.wait_for_selector(IDLE, state="attached")
-    page.wait_for_load_state("networkidle")
+    # the script-run state above is the signal; a quiet network is only a courtesy (an iframe or a static
+    # file of a busy, just-started server may keep it from settling for a while without anything being wrong)
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_load_state("networkidle", timeout=5000)
     page.wait_for_timeout(400)  # charts and tables finish drawing after the run
     assert page.locator(EXCEPTION).count() == 0, page.locator(EXCEPTION).first.inner_text()
     if shot:
@@ -143,7 +148,7 @@ def test_sign_in_create_a_scheduled_campaign_and_read_its_results(dashboard: str
     heading(page, "Analytics")
     page.locator(".js-plotly-plot").first.wait_for()
     settle(page, "13-analytics-campaign")
-    assert page.locator(".js-plotly-plot").count() == 6  # funnel, statuses, timeline, versions, channels, hours
+    assert page.locator(".js-plotly-plot").count() == 5  # funnel, statuses, timeline, versions, channels
     with page.expect_download() as download:
         click(page, "Download every customer's result (CSV)")
     exported = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
