@@ -208,8 +208,7 @@ def main() -> None:
 
         with engine.begin() as conn:
             conn.execute(text("CREATE INDEX bench_leads_key_time ON leads (contact_key, created_at DESC)"))
-        # what autovacuum does soon after a big import (its insert threshold): statistics, hint bits and the
-        # visibility map; without it the first statement to read the new rows, whichever it is, writes them all
+        # what autovacuum does soon after a big import (its insert threshold): statistics and the visibility map
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM (ANALYZE)"))
         with engine.begin() as conn:

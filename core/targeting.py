@@ -53,6 +53,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
@@ -565,18 +566,26 @@ def select_recipients(session: Session, *, campaign: Campaign, now: datetime | N
             case((in_holdout, literal(None, r.c.next_attempt_at.type)), else_=first_due_sql(campaign, now, group)),
             literal(False), literal({}, r.c.response_data.type),
             literal(now, r.c.created_at.type), literal(now, r.c.updated_at.type),
-        ).where(m.c.reason.is_(None))
+        ).where(m.c.reason.is_(None)).order_by(m.c.contact_key)
+        # the ORDER BY makes the database finish matching before it inserts the first row: matching reads
+        # campaign_recipients ("already in this campaign"), and a scan of it while this very statement fills
+        # it visits every row inserted so far — quadratic on a first selection, whose table looks empty
         return insert(r).from_select(target_cols, rows)
 
     def reasons_of(m: Any) -> Any:
         return select(m.c.reason, func.count()).where(m.c.reason.is_not(None)).group_by(m.c.reason)
 
     if dialect == "postgresql":
-        # one pass over the customers: match once, then insert and count from that result
+        # one statement, one pass over the customers: match once, then insert and count from that result
         m = with_groups(matched).cte("matched").prefix_with("MATERIALIZED")
         ins = insert_from(m).returning(r.c.status).cte("ins")
-        added = dict(session.execute(select(ins.c.status, func.count()).group_by(ins.c.status)).all())
-        by_reason = _counts(list(session.execute(reasons_of(m))))
+        counted = session.execute(union_all(
+            select(literal("added").label("kind"), ins.c.status.label("key"), func.count().label("n"))
+            .group_by(ins.c.status),
+            select(literal("left out"), m.c.reason, func.count()).where(m.c.reason.is_not(None))
+            .group_by(m.c.reason))).all()
+        added = {key: n for kind, key, n in counted if kind == "added"}
+        by_reason = _counts([(key, n) for kind, key, n in counted if kind == "left out"])
     else:
         m = with_groups(matched).subquery("m")
         by_reason = _counts(list(session.execute(reasons_of(m))))
