@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -43,6 +43,7 @@ from svix.webhooks import WebhookVerificationError
 from core.config import Settings
 from core.db import as_uuid, utcnow
 from core.webhooks import BadPayload, Incoming, Ingested, SignatureError, as_int, ingest
+from core.webhooks.smtp_events import iso_time
 
 PROVIDER = "resend"
 TOLERANCE_SECONDS = 300
@@ -95,17 +96,6 @@ def tags_of(data: Mapping[str, Any]) -> dict[str, str]:
     return {}
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00").replace(" ", "T", 1)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -125,7 +115,7 @@ def parse(body: bytes, *, event_id: str, now: datetime | None = None) -> list[In
     if not kind.startswith("email.") or not email_id:
         return []
     tags = tags_of(data)
-    when = _time(envelope.get("created_at")) or _time(data.get("created_at")) or now
+    when = iso_time(envelope.get("created_at")) or iso_time(data.get("created_at")) or now
     common: dict[str, Any] = {"provider": PROVIDER, "event_id": event_id, "channel": "email",
                               "message_id": email_id[:100], "occurred_at": when,
                               "recipient_id": as_uuid(tags.get("recipient_id")), "step": as_int(tags.get("step"))}
