@@ -359,6 +359,11 @@ def _besttime(s: Session, w: World, name: str) -> None:
     elif name == "load_all":
         models = besttime.load_all(s, profile_id=b, channels=["call", "sms"], now=now)
         assert set(models) == {"call", "sms"} and all(sum(m.tries) == 0 and not m.own for m in models.values())
+    elif name == "business_model":
+        assert sum(besttime.business_model(s, profile_id=a, channel="call", now=now).tries) == 1, \
+            "A's model does not count A's try"
+        assert sum(besttime.business_model(s, profile_id=b, channel="call", now=now).tries) == 0, \
+            "A's try is in B's model"
     else:
         assert besttime.curves(s, profile_id=a, now=now).tries.sum() == 1, "A's curve does not count A's try"
         assert besttime.curves(s, profile_id=b, now=now).tries.sum() == 0, "A's try is in B's curve"
@@ -409,7 +414,7 @@ def _more(s: Session, w: World) -> dict[str, Callable[[], None]]:
     return {
         "core.analytics.failure_reasons": lambda: _failure_reasons(s, w),
         **{f"core.besttime.{name}": (lambda name=name: _besttime(s, w, name))
-           for name in ("observations", "load", "load_all", "curves")},
+           for name in ("observations", "load", "load_all", "business_model", "curves")},
         "core.customer_activity.recipient_activity": lambda: _recipient_activity(s, w),
         "core.customer_activity.sent_html": lambda: _sent_html(s, w),
         "core.launch.average_call_minutes": lambda: _average_call_minutes(s, w),
