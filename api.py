@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api_edge import (
     BODY,
@@ -373,7 +374,13 @@ async def import_leads_file(request: Request, profile_id: ProfileId) -> Any:
     all or nothing unless `skip_invalid` (422 names every bad line as `line.<n>`)."""
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise HTTPException(415, "Send the file as multipart/form-data, in a field named 'file'.")
-    form = await request.form()
+    try:
+        form = await request.form()
+    except StarletteHTTPException as exc:  # a body that is not the multipart/form-data its header says
+        if exc.status_code != 400:
+            raise
+        raise Invalid(f"the upload could not be read ({str(exc.detail).rstrip('.').lower()}): send the CSV file "
+                      "as multipart/form-data, in a field named 'file'", field="file") from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
         raise Invalid("attach the CSV file in a field named 'file'", field="file")
