@@ -18,13 +18,14 @@ applies to a campaign.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session
 
 from core.db import in_values
@@ -130,14 +131,39 @@ def cap_applies(rule: StateRule | None, channel: str) -> bool:
     return channel == "call" or (channel == "sms" and rule.counts_texts)
 
 
+def hold_caps(session: Session, *, profile_id: uuid.UUID, contacts: Iterable[str]) -> None:
+    """Make this transaction the only one counting and reserving calls and texts to ``contacts`` for
+    this business until it ends, so that two schedulers cannot both place the call a cap forbids.
+
+    The dispatcher calls it before :func:`recent_contact_times`, in the transaction that then records
+    the attempts: a second scheduler's wave waits here, and its count then includes the first one's
+    attempts.  On PostgreSQL, a transaction-scoped advisory lock per (business, number), taken in one
+    order (no deadlock between two waves) and released at commit — which works through a pooler in
+    transaction mode too.  On SQLite the transaction already holds the database's write lock
+    (``BEGIN IMMEDIATE``)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    keys = sorted({_lock_key(profile_id, c) for c in contacts if c})
+    if keys:
+        # unnest scans the (sorted) array in order: the locks are taken in that order
+        session.execute(text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) AS k"),
+                        {"keys": keys})
+
+
+def _lock_key(profile_id: uuid.UUID, contact: str) -> int:
+    digest = hashlib.blake2b(f"cap:{profile_id}:{contact}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def recent_contact_times(session: Session, *, profile_id: uuid.UUID, contacts: Iterable[str],
-                         now: datetime) -> dict[str, dict[str, list[datetime]]]:
+                         now: datetime, excluding: uuid.UUID | None = None) -> dict[str, dict[str, list[datetime]]]:
     """When this business called or texted each of ``contacts`` (E.164) in the 24 hours before ``now``,
     across all its campaigns: ``{contact: {"call": [started_at, …], "sms": […]}}`` for every contact asked.
 
     Counts the attempts that may have reached the customer (accepted, still open, or of unknown
-    outcome).  One query for the batch: the recipients by ``(profile_id, contact_key)``, then their
-    attempts by ``recipient_id`` — both served by an index."""
+    outcome) — except the attempt ``excluding``: at the moment of sending, the try about to go out is
+    already recorded and is not one of the calls before it.  One query for the batch: the recipients
+    by ``(profile_id, contact_key)``, then their attempts by ``recipient_id`` — both served by an index."""
     wanted = sorted({c for c in contacts if c})
     found: dict[str, dict[str, list[datetime]]] = {c: {"call": [], "sms": []} for c in wanted}
     if not wanted:
@@ -149,7 +175,8 @@ def recent_contact_times(session: Session, *, profile_id: uuid.UUID, contacts: I
         .where(r.profile_id == profile_id, in_values(session, r.contact_key, wanted),
                a.profile_id == profile_id, a.channel.in_(CAPPED_CHANNELS),
                a.started_at > now - CAP_PERIOD,
-               or_(a.outcome.is_(None), a.outcome.in_(_REACHED)))
+               or_(a.outcome.is_(None), a.outcome.in_(_REACHED)),
+               *([a.id != excluding] if excluding is not None else []))
         .order_by(a.started_at))
     for contact, channel, started_at in rows:
         found[contact][channel].append(started_at)

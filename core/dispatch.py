@@ -300,7 +300,8 @@ class Dispatcher:
         if send.facts is None:
             return None
         with self.factory() as session:
-            facts = fresh_compliance(session, campaign=run.facts, facts=send.facts, now=moment)
+            facts = fresh_compliance(session, campaign=run.facts, facts=send.facts, now=moment,
+                                     attempt_id=send.attempt_id)
         return still_allowed(facts, moment)
 
     def _mark_handed(self, send: Send, moment: datetime) -> None:

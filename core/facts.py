@@ -117,6 +117,10 @@ def gather(session: Session, *, campaign: CampaignFacts, steps: Sequence[Step], 
               for ch, contacts in by_channel.items() if needed[ch]}
     rules = {p: compliance.state_rule(p) for p in phones}
     capped = [p for p, rule in rules.items() if rule is not None]
+    # counted under a lock held until the wave that reserves these sends commits (two schedulers)
+    compliance.hold_caps(session, profile_id=pid, contacts=[
+        c for ch, contacts in by_channel.items() for c in contacts
+        if (rule := rules.get(c)) is not None and compliance.cap_applies(rule, ch)])
     recent = compliance.recent_contact_times(session, profile_id=pid, contacts=capped, now=now) if capped else {}
 
     out = []
@@ -154,9 +158,11 @@ def gather(session: Session, *, campaign: CampaignFacts, steps: Sequence[Step], 
     return out
 
 
-def fresh_compliance(session: Session, *, campaign: CampaignFacts, facts: Facts, now: datetime) -> Facts:
+def fresh_compliance(session: Session, *, campaign: CampaignFacts, facts: Facts, now: datetime,
+                     attempt_id: uuid.UUID | None = None) -> Facts:
     """``facts`` with opt-out, do-not-call, consent and recent contacts read again (for the check at the
-    moment a call or text is handed to the provider)."""
+    moment a call or text is handed to the provider; ``attempt_id``, the try about to go out, is already
+    recorded and does not count against the cap)."""
     step, contact = facts.step, facts.channel_contact
     if step is None or not contact:
         return facts
@@ -168,7 +174,8 @@ def fresh_compliance(session: Session, *, campaign: CampaignFacts, facts: Facts,
         level = consents.consent_level(session, profile_id=pid, contacts=[contact], channel=step.channel).get(contact)
     times = facts.recent_contacts
     if facts.state is not None:
-        seen = compliance.recent_contact_times(session, profile_id=pid, contacts=[contact], now=now).get(contact, {})
+        seen = compliance.recent_contact_times(session, profile_id=pid, contacts=[contact], now=now,
+                                               excluding=attempt_id).get(contact, {})
         times = tuple(seen.get("call", [])) + (tuple(seen.get("sms", [])) if facts.state.counts_texts else ())
     return Facts(**{**facts.__dict__, "opted_out": opted, "dnc": on_dnc, "consent": level,
                     "recent_contacts": times})
