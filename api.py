@@ -475,9 +475,14 @@ def revoke_consent(id: ConsentId, session: DbSession, profile_id: ProfileId) -> 
                         summary="Add numbers to the do-not-call list")
 def add_dnc_numbers(body: DncAdd, session: DbSession, profile_id: ProfileId) -> Any:
     """Numbers on the list are never called or texted. Any format is read, ten-digit registry lines
-    included; entries that are not phone numbers are listed in `rejected` and the others added.
-    Adding a number already on the list changes nothing."""
-    return dnc.add_numbers(session, profile_id=profile_id, numbers=body.numbers, source=body.source).as_dict()
+    included. All or nothing: an entry that is not a phone number refuses the list with a 422 naming
+    each such entry (`numbers.<index>`) — unless `skip_invalid`, which adds the others and lists those
+    in `rejected`. Adding a number already on the list changes nothing."""
+    report = dnc.add_numbers(session, profile_id=profile_id, numbers=body.numbers, source=body.source,
+                             skip_invalid=body.skip_invalid)
+    if report.refused:
+        raise report.as_error("numbers")
+    return report.as_dict()
 
 
 @compliance_router.get("/dnc", response_model=DncPage, responses=responses(), summary="List the do-not-call list")

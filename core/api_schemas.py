@@ -560,10 +560,13 @@ class DncAdd(BaseModel):
     source: Literal["national_registry", "internal"] = Field(
         "internal", description="`national_registry` (numbers from the National Do Not Call Registry) or "
                                 "`internal` (the business's own list).", examples=["national_registry"])
+    skip_invalid: bool = Field(False, description="Add the numbers and list the entries that are not phone "
+                                                  "numbers in `rejected`. Without it, one such entry refuses the "
+                                                  "whole list: 422 naming each (`numbers.<index>`), nothing added.")
 
 
 class DncRejected(BaseModel):
-    """An entry that is not a phone number (left out; the others were added)."""
+    """An entry that is not a phone number (left out with `skip_invalid`; the others were added)."""
 
     index: int = Field(description="Its position in `numbers`, from 0.", examples=[2])
     number: str = Field(description="The entry as sent.", examples=["555-CALL"])
@@ -575,7 +578,8 @@ class DncAdded(BaseModel):
     """What adding numbers to the do-not-call list did."""
 
     added: int = Field(description="Numbers new on the list (ones already on it are not counted).", examples=[2])
-    rejected: list[DncRejected] = Field(description="Entries that are not phone numbers, left out.")
+    rejected: list[DncRejected] = Field(description="Entries that are not phone numbers, left out (only with "
+                                                    "`skip_invalid`).")
 
 
 class DncNumberOut(BaseModel):

@@ -4,14 +4,15 @@
     python -m core create-profile --business-name N --email E [--password P] [--timezone TZ]
     python -m core create-agent --profile ID --name N [--vapi-assistant-id A] [--vapi-phone-number-id P]
     python -m core import-leads --profile ID [--agent ID] [--skip-invalid] [--map FIELD=COLUMN …] FILE.csv
-    python -m core import-dnc --profile ID [--source national_registry|internal] FILE
+    python -m core import-dnc --profile ID [--source national_registry|internal] [--skip-invalid] FILE
     python -m core create-api-key (--profile ID | --email LOGIN) [--name N]
     python -m core revoke-api-key --profile ID --key-id K
     python -m core seed-demo [--if-empty]
 
 Errors print ``{"error": …, "field": …}`` on stderr and exit with status 2;
-``import-leads`` exits with 1 when it rejected rows; ``import-dnc`` adds the good lines and lists
-the others (exit status 0).
+``import-leads`` and ``import-dnc`` are all or nothing: a bad row or line is listed, nothing is
+written, and they exit with 1; with ``--skip-invalid`` they write the good ones, list the others and
+exit with 0.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     dn.add_argument("--profile", required=True, type=_uuid)
     dn.add_argument("--source", choices=DNC_SOURCES, default="national_registry",
                     help="national_registry (ten-digit registry lines are read as US numbers) or internal")
+    dn.add_argument("--skip-invalid", action="store_true",
+                    help="add the numbers and list the lines that are not phone numbers (without it, one such "
+                         "line adds nothing)")
     dn.add_argument("file")
 
     ck = sub.add_parser("create-api-key", help="create another API key (shown once)")
@@ -121,10 +125,11 @@ def _run(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         if args.command == "import-dnc":
             try:
                 with open(args.file, "rb") as stream:
-                    added = dnc.import_file(session, profile_id=args.profile, stream=stream, source=args.source)
+                    added = dnc.import_file(session, profile_id=args.profile, stream=stream, source=args.source,
+                                            skip_invalid=args.skip_invalid)
             except OSError as exc:
                 raise Invalid(f"cannot read {args.file}: {exc.strerror or exc}", field="file") from None
-            return added.as_dict(), 0
+            return added.as_dict(), 1 if added.refused else 0
         if args.command == "create-api-key":
             profile_id = args.profile or accounts.profile_for_login(session, email=args.email)
             accounts.get_profile(session, profile_id=profile_id)

@@ -1,11 +1,12 @@
 """The business's do-not-call list (DESIGN §10): numbers never called or texted, by any campaign.
 
 Numbers arrive in any format — E.164, ``(305) 555-0101``, the ten-digit lines of the National
-Do Not Call Registry's files — and are stored in E.164.  A bad entry never refuses a list or a
-file: entries that are not phone numbers are reported (by position, or by line for a file) and
-the rest are added; adding a number already on the list changes nothing.  Files are read a chunk
-at a time and each chunk is written at once (one statement over an array on PostgreSQL), so a
-registry file of millions of lines never sits in memory.
+Do Not Call Registry's files — and are stored in E.164; adding a number already on the list changes
+nothing.  A list or a file goes in whole or not at all: when an entry is not a phone number, every
+such entry is reported (by position, or by line for a file) and nothing is added — unless the caller
+asks for ``skip_invalid``, which adds the others.  Files are read a chunk at a time and each chunk is
+written at once (one statement over an array on PostgreSQL) inside a savepoint that is rolled back
+when the file is refused, so a registry file of millions of lines never sits in memory.
 """
 
 from __future__ import annotations
@@ -28,23 +29,46 @@ from core.accounts import get_profile
 from core.bulk import insert_rows
 from core.contacts import ContactError, normalize_phone
 from core.db import UTCDateTime, in_values, new_uuid, utcnow
-from core.errors import Invalid, NotFound
+from core.errors import FieldError, Invalid, NotFound
 from core.models import DNC_SOURCES, DncNumber
 
 _CHUNK = 5000  # numbers normalized and inserted at a time
 MAX_NUMBER_TEXT = 64  # longer entries are not phone numbers in any format
+MAX_LISTED = 1000  # bad entries listed one by one (a file of garbage is counted, not echoed whole)
 _t = cast(Table, DncNumber.__table__)
 
 
 @dataclass
 class DncReport:
-    """What adding numbers did: how many were new, and every entry that is not a phone number."""
+    """What adding numbers did: how many were new, and the entries that are not phone numbers (the first
+    :data:`MAX_LISTED` of them; ``rejected_total`` counts them all).  ``refused``: there were such entries
+    and ``skip_invalid`` was not asked, so nothing was added."""
 
     added: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected_total: int = 0
+    refused: bool = False
+
+    def reject(self, entry: dict[str, Any]) -> None:
+        self.rejected_total += 1
+        if len(self.rejected) < MAX_LISTED:
+            self.rejected.append(entry)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "rejected": self.rejected}
+        return {"added": self.added, "rejected": self.rejected, "rejected_total": self.rejected_total,
+                "refused": self.refused}
+
+    def as_error(self, prefix: str) -> Invalid:
+        """The refusal as a 422 naming every listed entry (``numbers.3``, ``line.12``)."""
+        where = "index" if prefix == "numbers" else "line"
+        errors = [FieldError(f"{prefix}.{r[where]}", f"{r['number']!r} is not a phone number"
+                             if r["error"] == "not a phone number" else r["error"]) for r in self.rejected]
+        if self.rejected_total > len(self.rejected):
+            errors.append(FieldError(prefix, f"and {self.rejected_total - len(self.rejected):,} more entries that "
+                                             "are not phone numbers"))
+        errors.append(FieldError(prefix, "nothing was added; correct these entries, or ask to skip_invalid to "
+                                         "add the others"))
+        return Invalid(errors)
 
 
 def _region(session: Session, profile_id: uuid.UUID, source: str) -> str:
@@ -84,8 +108,25 @@ def _normalize(text: str, region: str, nanp: bool) -> str:
 
 
 def _add(session: Session, *, profile_id: uuid.UUID, entries: Iterable[tuple[int, str]], source: str,
-         region: str, where: str, now: datetime, report: DncReport) -> None:
-    """Normalize and insert ``(position, text)`` entries a chunk at a time; blank ones are skipped."""
+         region: str, where: str, now: datetime, report: DncReport, skip_invalid: bool) -> None:
+    """Normalize and insert ``(position, text)`` entries a chunk at a time (blank ones are skipped), in a
+    savepoint: rolled back when an entry is not a phone number and ``skip_invalid`` was not asked."""
+    savepoint = session.begin_nested()
+    try:
+        _add_chunks(session, profile_id=profile_id, entries=entries, source=source, region=region, where=where,
+                    now=now, report=report)
+    except BaseException:
+        savepoint.rollback()
+        raise
+    if report.rejected_total and not skip_invalid:
+        savepoint.rollback()
+        report.added, report.refused = 0, True
+    else:
+        savepoint.commit()
+
+
+def _add_chunks(session: Session, *, profile_id: uuid.UUID, entries: Iterable[tuple[int, str]], source: str,
+                region: str, where: str, now: datetime, report: DncReport) -> None:
     it = iter(entries)
     nanp = phonenumbers.country_code_for_region(region) == 1
     while chunk := list(islice(it, _CHUNK)):
@@ -95,13 +136,13 @@ def _add(session: Session, *, profile_id: uuid.UUID, entries: Iterable[tuple[int
             if not text:
                 continue
             if len(text) > MAX_NUMBER_TEXT:
-                report.rejected.append({where: position, "number": text[:MAX_NUMBER_TEXT] + "…",
-                                        "error": "not a phone number"})
+                report.reject({where: position, "number": text[:MAX_NUMBER_TEXT] + "…",
+                               "error": "not a phone number"})
                 continue
             try:
                 numbers[_normalize(text, region, nanp)] = None
             except ContactError as exc:
-                report.rejected.append({where: position, "number": text, "error": str(exc)})
+                report.reject({where: position, "number": text, "error": str(exc)})
         report.added += _insert(session, profile_id=profile_id, numbers=list(numbers), source=source, now=now)
 
 
@@ -129,14 +170,15 @@ def _check_source(source: str) -> None:
 
 
 def add_numbers(session: Session, *, profile_id: uuid.UUID, numbers: Iterable[str], source: str,
-                now: datetime | None = None) -> DncReport:
-    """Put ``numbers`` (any format) on the business's do-not-call list.  Entries that are not phone
-    numbers are reported by ``index`` (from 0) and left out; the others are added, once."""
+                now: datetime | None = None, skip_invalid: bool = False) -> DncReport:
+    """Put ``numbers`` (any format) on the business's do-not-call list, each once.  Entries that are not
+    phone numbers are reported by ``index`` (from 0); then nothing is added (``refused``) unless
+    ``skip_invalid``, which adds the others."""
     _check_source(source)
     region = _region(session, profile_id, source)
     report = DncReport()
     _add(session, profile_id=profile_id, entries=enumerate(numbers), source=source, region=region, where="index",
-         now=now or utcnow(), report=report)
+         now=now or utcnow(), report=report, skip_invalid=skip_invalid)
     return report
 
 
@@ -147,14 +189,16 @@ def _lines(stream: IO[str] | IO[bytes]) -> Iterator[tuple[int, str]]:
 
 
 def import_file(session: Session, *, profile_id: uuid.UUID, stream: IO[str] | IO[bytes],
-                source: str = "national_registry", now: datetime | None = None) -> DncReport:
+                source: str = "national_registry", now: datetime | None = None,
+                skip_invalid: bool = False) -> DncReport:
     """Put every number of a file (one per line, any format; blank lines skipped) on the list, read a
-    chunk at a time.  Lines that are not phone numbers are reported by ``line`` (from 1)."""
+    chunk at a time.  Lines that are not phone numbers are reported by ``line`` (from 1); then nothing
+    is added (``refused``) unless ``skip_invalid``, which adds the others."""
     _check_source(source)
     region = _region(session, profile_id, source)
     report = DncReport()
     _add(session, profile_id=profile_id, entries=_lines(stream), source=source, region=region, where="line",
-         now=now or utcnow(), report=report)
+         now=now or utcnow(), report=report, skip_invalid=skip_invalid)
     return report
 
 

@@ -435,22 +435,32 @@ def dnc_section() -> None:
         pasted = st.text_area("Or numbers, one a line", key="dnc_numbers", height=100)
         source = st.radio("Where they come from", list(DNC_SOURCE_TEXT), format_func=DNC_SOURCE_TEXT.__getitem__,
                           key="dnc_source", horizontal=True)
+        skip = st.checkbox("If some lines are not phone numbers, add the others anyway", key="dnc_skip_invalid",
+                           help="Without this, a single line that is not a phone number adds nothing, so that a "
+                                "wrong file never goes in half.")
         add = st.form_submit_button("Add to the do-not-call list", icon=":material/phone_disabled:")
     if add:
         if upload is None and not pasted.strip():
             st.error("Choose a file or enter the numbers to add.")
         else:
             stream: IO[bytes] | IO[str] = io.BytesIO(upload.getvalue()) if upload is not None else io.StringIO(pasted)
-            report = attempt(lambda s: dnc.import_file(s, profile_id=pid, stream=stream, source=source))
+            report = attempt(lambda s: dnc.import_file(s, profile_id=pid, stream=stream, source=source,
+                                                       skip_invalid=skip))
             if report is not None:
                 st.session_state["dnc_report"] = report.as_dict()
     result = st.session_state.get("dnc_report")
     if result:
         rejected = result["rejected"]
-        st.success(f"Added {result['added']:,} number{'s' if result['added'] != 1 else ''}"
-                   + (f"; left out {len(rejected)} line{'s' if len(rejected) != 1 else ''} that "
-                      f"{'are' if len(rejected) != 1 else 'is'} not a phone number (below)" if rejected else "")
-                   + ". Numbers already on the list are not added twice.")
+        bad = result.get("rejected_total", len(rejected))
+        lines = f"{bad:,} line{'s' if bad != 1 else ''} that {'are' if bad != 1 else 'is'} not a phone number"
+        shown = " (the first below)" if bad > len(rejected) else " (below)"
+        if result.get("refused"):
+            st.error(f"Nothing was added: the file has {lines}{shown}. Correct {'them' if bad != 1 else 'it'}, "
+                     "or tick “add the others anyway” and add it again.")
+        else:
+            st.success(f"Added {result['added']:,} number{'s' if result['added'] != 1 else ''}"
+                       + (f"; left out {lines}{shown}" if bad else "")
+                       + ". Numbers already on the list are not added twice.")
         if rejected:
             st.dataframe(pd.DataFrame(rejected), hide_index=True, width="stretch", column_config={
                 "line": st.column_config.NumberColumn("Line"), "number": "Entry",

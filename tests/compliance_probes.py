@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core import compliance, consents, dnc
@@ -113,7 +113,20 @@ def compliance_probes(s: Session, w: Any) -> dict[str, Callable[[], None]]:
         _check(compliance.recent_contact_times(s, profile_id=b, contacts=[phone], now=w.now) == {
             phone: {"call": [], "sms": []}}, "A's calls count against B's cap")
 
+    def hold_caps() -> None:
+        compliance.hold_caps(s, profile_id=b, contacts=[A_NUMBER])
+        if s.get_bind().dialect.name != "postgresql":
+            return  # the embedded database's transaction holds its write lock: nothing per business
+        held = set()
+        for classid, objid in s.execute(text("SELECT classid::bigint, objid::bigint FROM pg_locks WHERE "
+                                             "locktype = 'advisory' AND pid = pg_backend_pid()")):
+            key = (int(classid) << 32) | int(objid)
+            held.add(key - 2**64 if key >= 2**63 else key)
+        _check(compliance._lock_key(b, A_NUMBER) in held, "B's hold took no lock")
+        _check(compliance._lock_key(a, A_NUMBER) not in held, "B's hold blocks A's calls to the number")
+
     return {
+        "core.compliance.hold_caps": hold_caps,
         "core.consents.record_consent": record_consent,
         "core.consents.list_consents": list_consents,
         "core.consents.revoke_consent": revoke_consent,

@@ -155,27 +155,43 @@ def numbers_of(session: Session, profile_id: uuid.UUID) -> set[str]:
     return set(session.scalars(select(DncNumber.number).where(DncNumber.profile_id == profile_id)))
 
 
-def test_any_format_goes_in_bad_entries_are_reported(session: Session, now: datetime) -> None:
+MIXED = [
+    "3055550101",          # a registry line: ten digits, no +1
+    "+1 (305) 555-0102",
+    "1-407-555-0103",
+    '"8135550104",',       # quoted, with the separator of a spreadsheet export
+    "305.555.0101",        # the first one again
+    "call me maybe",
+    "",                    # blank: skipped, not an error
+    "555-0105",            # seven digits: no area code
+    "9" * 80,
+]
+
+
+def test_a_list_with_bad_entries_adds_nothing_and_names_each(session: Session, now: datetime) -> None:
     shop = f.make_profile(session)
-    report = dnc.add_numbers(session, profile_id=shop.id, source="national_registry", now=now, numbers=[
-        "3055550101",          # a registry line: ten digits, no +1
-        "+1 (305) 555-0102",
-        "1-407-555-0103",
-        '"8135550104",',       # quoted, with the separator of a spreadsheet export
-        "305.555.0101",        # the first one again
-        "call me maybe",
-        "",                    # blank: skipped, not an error
-        "555-0105",            # seven digits: no area code
-        "9" * 80,
-    ])
-    assert report.added == 4
+    dnc.add_numbers(session, profile_id=shop.id, numbers=["+19545550199"], source="internal")
+    report = dnc.add_numbers(session, profile_id=shop.id, source="national_registry", now=now, numbers=MIXED)
+    assert report.refused and report.added == 0 and report.rejected_total == 3
+    assert [r["index"] for r in report.rejected] == [5, 7, 8]
+    assert numbers_of(session, shop.id) == {"+19545550199"}  # the earlier list is kept, nothing of this one
+    error = report.as_error("numbers")
+    assert [e.field for e in error.errors] == ["numbers.5", "numbers.7", "numbers.8", "numbers"]
+    assert "call me maybe" in error.errors[0].message and "skip_invalid" in error.errors[-1].message
+
+
+def test_any_format_goes_in_bad_entries_are_reported_when_asked(session: Session, now: datetime) -> None:
+    shop = f.make_profile(session)
+    report = dnc.add_numbers(session, profile_id=shop.id, source="national_registry", now=now, numbers=MIXED,
+                             skip_invalid=True)
+    assert report.added == 4 and not report.refused
     assert [(r["index"], r["number"]) for r in report.rejected] == [
         (5, "call me maybe"), (7, "555-0105"), (8, "9" * 64 + "…")]
     assert all(r["error"] for r in report.rejected)
     assert numbers_of(session, shop.id) == {"+13055550101", "+13055550102", "+14075550103", "+18135550104"}
     again = dnc.add_numbers(session, profile_id=shop.id, numbers=["+13055550101", "(305) 555-0102"],
                             source="internal")
-    assert again.as_dict() == {"added": 0, "rejected": []}
+    assert again.as_dict() == {"added": 0, "rejected": [], "rejected_total": 0, "refused": False}
     assert session.scalar(select(func.count()).select_from(DncNumber)) == 4
 
 
@@ -244,11 +260,26 @@ def test_a_file_is_read_a_chunk_at_a_time_and_reports_lines(session: Session, mo
     shop = f.make_profile(session)
     lines = ["\ufeff3055550101", "3055550102", "oops", "", "3055550103", "+1 (407) 555-0104", "3055550101",
              "12345", "8135550105"]
-    report = dnc.import_file(session, profile_id=shop.id, stream=io.BytesIO("\r\n".join(lines).encode()))
+    refused = dnc.import_file(session, profile_id=shop.id, stream=io.BytesIO("\r\n".join(lines).encode()))
+    assert refused.refused and refused.added == 0
+    assert [(r["line"], r["number"]) for r in refused.rejected] == [(3, "oops"), (8, "12345")]
+    # the chunks already written (lines 1–3, 4–6) were rolled back with the file
+    assert numbers_of(session, shop.id) == set()
+    report = dnc.import_file(session, profile_id=shop.id, stream=io.BytesIO("\r\n".join(lines).encode()),
+                             skip_invalid=True)
     assert report.added == 5
     assert [(r["line"], r["number"]) for r in report.rejected] == [(3, "oops"), (8, "12345")]
     rows = session.scalars(select(DncNumber).where(DncNumber.profile_id == shop.id)).all()
     assert {r.source for r in rows} == {"national_registry"} and len(rows) == 5
+
+
+def test_a_file_of_garbage_is_counted_not_echoed_whole(session: Session) -> None:
+    shop = f.make_profile(session)
+    garbage = "\n".join(f"row {i}" for i in range(dnc.MAX_LISTED + 250))
+    report = dnc.import_file(session, profile_id=shop.id, stream=io.StringIO(garbage))
+    assert report.refused and report.rejected_total == dnc.MAX_LISTED + 250
+    assert len(report.rejected) == dnc.MAX_LISTED
+    assert report.as_error("line").errors[-2].message == "and 250 more entries that are not phone numbers"
 
 
 @given(st.text(alphabet="0123456789", min_size=9, max_size=12), st.sampled_from(["", "+", "1", "+1"]),
@@ -284,10 +315,17 @@ def test_import_dnc_from_the_command_line(db_url: str, session: Session, tmp_pat
     pid = str(shop.id)
     registry = tmp_path / "registry.txt"
     registry.write_text("3055550101\n3055550102\n\nnot a number\n+1 (407) 555-0103\n3055550101\n")
-    out = cli(db_url, "import-dnc", "--profile", pid, str(registry))
-    assert out == {"added": 3, "rejected": [{"line": 4, "number": "not a number",
-                                             "error": "'not a number' is not a valid phone number (region US)"}]}
-    assert cli(db_url, "import-dnc", "--profile", pid, "--source", "internal", str(registry))["added"] == 0
+    rejected = [{"line": 4, "number": "not a number",
+                 "error": "'not a number' is not a valid phone number (region US)"}]
+    out = cli(db_url, "import-dnc", "--profile", pid, str(registry), expect=1)
+    assert out == {"added": 0, "rejected": rejected, "rejected_total": 1, "refused": True}
+    session.rollback()
+    assert numbers_of(session, uuid.UUID(pid)) == set()
+    session.rollback()  # the embedded database's write lock is free for the next command
+    out = cli(db_url, "import-dnc", "--profile", pid, "--skip-invalid", str(registry))
+    assert out == {"added": 3, "rejected": rejected, "rejected_total": 1, "refused": False}
+    assert cli(db_url, "import-dnc", "--profile", pid, "--source", "internal", "--skip-invalid",
+               str(registry))["added"] == 0
     missing = cli(db_url, "import-dnc", "--profile", pid, str(tmp_path / "nope.txt"), expect=2)
     assert missing["field"] == "file" and "nope.txt" in missing["error"]
     session.rollback()

@@ -63,11 +63,18 @@ def test_consents_refuse_bad_input_naming_the_field(client: TestClient, session:
 
 
 def test_dnc_lifecycle(client: TestClient, session: Session, tenant: Tenant, other: Tenant) -> None:
-    added = client.post("/api/dnc", headers=tenant.headers, json={
-        "numbers": ["2015551000", "+1 (201) 555-1001", "garbage", "201.555.1000"], "source": "national_registry"})
+    body = {"numbers": ["2015551000", "+1 (201) 555-1001", "garbage", "201.555.1000", "555-0000"],
+            "source": "national_registry"}
+    refused = client.post("/api/dnc", headers=tenant.headers, json=body)
+    assert refused.status_code == 422, refused.text
+    assert [e["field"] for e in refused.json()["errors"]] == ["numbers.2", "numbers.4", "numbers"]
+    assert "garbage" in refused.json()["errors"][0]["message"]
+    assert count(session, DncNumber) == 0  # never partial unless asked
+    added = client.post("/api/dnc", headers=tenant.headers, json={**body, "skip_invalid": True})
     assert added.status_code == 200, added.text
     assert added.json() == {"added": 2, "rejected": [
-        {"index": 2, "number": "garbage", "error": "'garbage' is not a valid phone number (region US)"}]}
+        {"index": 2, "number": "garbage", "error": "'garbage' is not a valid phone number (region US)"},
+        {"index": 4, "number": "555-0000", "error": "'555-0000' is not a valid phone number (region US)"}]}
     again = client.post("/api/dnc", headers=tenant.headers, json={"numbers": ["+12015551001"]})
     assert again.json() == {"added": 0, "rejected": []}
     client.post("/api/dnc", headers=other.headers, json={"numbers": ["+12015551000", "+14155550100"]})

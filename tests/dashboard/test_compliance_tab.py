@@ -50,7 +50,16 @@ def test_consent_records_add_and_revoke(app_db, shop, engine):
 def test_do_not_call_list_add_and_take_off(app_db, shop, engine):
     at = open_app(shop, "customers")
     assert "The do-not-call list is empty." in texts(at)
-    at.text_area(key="dnc_numbers").input("2015550101\n+1 (201) 555-0102\nnope\n201.555.0101")
+    pasted = "2015550101\n+1 (201) 555-0102\nnope\n201.555.0101"
+    at.text_area(key="dnc_numbers").input(pasted)
+    button(at, "Add to the do-not-call list").click().run()
+    assert any(e.value.startswith("Nothing was added: the file has 1 line that is not a phone number (below)")
+               for e in at.error), [e.value for e in at.error]
+    assert list(at.dataframe[-1].value["number"]) == ["nope"]  # the list itself is still empty
+    assert "The do-not-call list is empty." in texts(at)
+    assert read(engine, lambda s: s.scalars(select(DncNumber)).all()) == []
+    at.text_area(key="dnc_numbers").input(pasted)
+    at.checkbox(key="dnc_skip_invalid").check()
     button(at, "Add to the do-not-call list").click().run()
     assert_clean(at)
     assert any(s.value.startswith("Added 2 numbers; left out 1 line that is not a phone number") for s in at.success)
