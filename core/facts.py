@@ -23,7 +23,7 @@ from core import compliance, consents, dnc
 from core.claims import Claimed
 from core.db import in_values
 from core.eligibility import Facts, Step, Try
-from core.models import CampaignRecipient, OutreachAttempt
+from core.models import CampaignRecipient, OutreachAttempt, Profile
 from core.optouts import opted_out_among
 from core.ratelimit import CALL_TIMEOUT
 from core.windows import QUIET_CHANNELS, recipient_zones
@@ -160,17 +160,20 @@ def gather(session: Session, *, campaign: CampaignFacts, steps: Sequence[Step], 
 
 def fresh_compliance(session: Session, *, campaign: CampaignFacts, facts: Facts, now: datetime,
                      attempt_id: uuid.UUID | None = None) -> Facts:
-    """``facts`` with opt-out, do-not-call, consent and recent contacts read again (for the check at the
-    moment a call or text is handed to the provider; ``attempt_id``, the try about to go out, is already
-    recorded and does not count against the cap)."""
+    """``facts`` with opt-out, do-not-call, the consent policy, consent and recent contacts read again (for
+    the check at the moment a call or text is handed to the provider; ``attempt_id``, the try about to go
+    out, is already recorded and does not count against the cap)."""
     step, contact = facts.step, facts.channel_contact
     if step is None or not contact:
         return facts
     pid = campaign.profile_id
     opted = contact in opted_out_among(session, profile_id=pid, contacts=[contact], channel=step.channel)
     on_dnc = step.channel in QUIET_CHANNELS and bool(dnc.dnc_among(session, profile_id=pid, numbers=[contact]))
+    # the business may have changed its consent policy since the batch was prepared
+    policy = session.scalar(select(Profile.consent_policy).where(Profile.id == pid)) or campaign.consent_policy
+    needed = consents.required_level(policy, campaign.campaign_type, step.channel)
     level = facts.consent
-    if facts.consent_needed:
+    if needed:
         level = consents.consent_level(session, profile_id=pid, contacts=[contact], channel=step.channel).get(contact)
     times = facts.recent_contacts
     if facts.state is not None:
@@ -178,4 +181,4 @@ def fresh_compliance(session: Session, *, campaign: CampaignFacts, facts: Facts,
                                                excluding=attempt_id).get(contact, {})
         times = tuple(seen.get("call", [])) + (tuple(seen.get("sms", [])) if facts.state.counts_texts else ())
     return Facts(**{**facts.__dict__, "opted_out": opted, "dnc": on_dnc, "consent": level,
-                    "recent_contacts": times})
+                    "consent_needed": needed, "recent_contacts": times})
