@@ -75,9 +75,10 @@ def test_what_changed_after_selection_wins_at_the_next_send(session, factory, ho
 
 @pytest.mark.parametrize("how", HOW)
 def test_what_changes_while_a_batch_is_handed_over_stops_the_later_texts(session, factory, how):
-    """Twilio paced at two a second, three texts prepared in one wave (a second's worth): while the first is being handed
-    over, the other two customers' consent goes (or their numbers go on the list, or the policy is switched
-    on).  Their texts, prepared with the first, are checked again at their moment and never leave."""
+    """Twilio paced at two a second, three texts prepared in one wave (a second's worth): while the first is
+    being handed over, the other two customers' consent goes (or their numbers go on the list, or the policy
+    is switched on).  Their texts, prepared with the first, are checked again at their moment and never
+    leave."""
     phones = ["+12125550101", "+12125550102", "+12125550103"]
     profile, cid, given = _shop(session, NOON, phones, policy="none" if how == "policy switched on" else "us_tcpa")
     twilio = h.Scripted("sms", provider="twilio")
@@ -132,6 +133,6 @@ def test_a_batch_that_straddles_the_states_closing_hour_stops_at_it(session, fac
     rows = h.recipients(session, cid)
     (waiting,) = [r for r in rows if r.status == "queued"]
     assert waiting.next_attempt_at == datetime(2026, 6, 16, 8, 0, tzinfo=zone)
-    status, tries = _outcome(session, cid, waiting.customer_phone)
+    _, tries = _outcome(session, cid, waiting.customer_phone)
     ((outcome, error),) = tries
     assert outcome == "skipped" and error.startswith(f"not sent: {why}"), error
