@@ -4,8 +4,12 @@ and SMS, the legal calling hours, both in the recipient's local time.
 A recipient's local time comes from their phone number
 (:func:`core.contacts.phone_timezones`); a number that may ring in several zones
 (+1 208 → Boise and Los Angeles; toll-free → every NANP zone) is inside a window
-only when it is inside it in *every* zone.  Without a usable zone the
-campaign's time zone is used.
+only when it is inside it in *every* zone.  A North American number rings in
+every zone its area code spans, not only the one its exchange is listed in:
+a number moves with its owner inside the area code, and an overlay's exchanges
+(Florida's 448 over the 850 panhandle) are not listed at all — so a Pensacola
+customer is never called at 08:00 Eastern, 07:00 their time.  Without a usable
+zone the campaign's time zone is used.
 
 :func:`next_opening` answers "now, or the earliest instant after now when all
 zones are inside the window" — or ``None`` when no such instant exists (e.g. a
@@ -146,9 +150,34 @@ def hhmm_range(start: int, end: int) -> str:
     return f"{hhmm(start)}–{hhmm(end)}"
 
 
+# overlays that share their area's zones but whose exchanges the time-zone data does not list yet
+_OVERLAYS = {"448": "850", "930": "812", "729": "423", "364": "270"}
+
+
+@lru_cache(maxsize=1)
+def _split_area_codes() -> dict[str, tuple[str, ...]]:
+    """North American area codes whose exchanges lie in more than one zone, with all of them (from the
+    time-zone data ``phonenumbers`` ships, which :func:`phone_timezones` has loaded already)."""
+    from phonenumbers.tzdata import TIMEZONE_DATA
+
+    spans: dict[str, set[str]] = {}
+    for prefix, zones in TIMEZONE_DATA.items():
+        if prefix.startswith("1") and len(prefix) >= 4:
+            spans.setdefault(prefix[1:4], set()).update(zones)
+    split = {code: tuple(sorted(zones)) for code, zones in spans.items() if len(zones) > 1}
+    for overlay, area in _OVERLAYS.items():
+        if area in split:
+            split[overlay] = split[area]
+    return split
+
+
 def recipient_zones(phone: str | None, fallback: str) -> tuple[str, ...]:
-    """The zones a recipient may be in: their phone's, else ``fallback`` (the campaign's)."""
+    """The zones a recipient may be in: their phone's (for a North American number, every zone of its
+    area code), else ``fallback`` (the campaign's)."""
     zones = phone_timezones(phone) if phone else ()
+    if zones and phone and phone.startswith("+1") and len(phone) == 12:
+        extra = _split_area_codes().get(phone[2:5], ())
+        zones = zones + tuple(z for z in extra if z not in zones)
     return zones or (fallback,)
 
 

@@ -89,6 +89,48 @@ def test_calling_hours_federal_and_state(moment, rule, kind):
             assert "501.616" in d.reason  # the statute, in words the owner can check
 
 
+# the days the clocks change in 2026 (US): 2 a.m. becomes 3 a.m. on 8 March, 2 a.m. becomes 1 a.m. on 1 November
+DST_DAYS = {"spring-forward": (2026, 3, 8), "fall-back": (2026, 11, 1), "summer": (2026, 6, 15)}
+
+
+@pytest.mark.parametrize("day", list(DST_DAYS))
+@pytest.mark.parametrize(("phone", "zone", "close"), [
+    ("+13055550101", "America/New_York", 20),  # Florida
+    ("+14055550101", "America/Chicago", 20),   # Oklahoma
+    ("+14105550101", "America/New_York", 20),  # Maryland
+    ("+12125550101", "America/New_York", 21),  # New York: no rule of its own, the federal hours
+    ("+13125550101", "America/Chicago", 21),   # Illinois: the same, an hour west
+], ids=["FL", "OK", "MD", "NY", "IL"])
+def test_state_hours_in_local_time_on_the_days_the_clocks_change(day, phone, zone, close):
+    """A text at each edge of the day, on an injected clock, in the customer's local time — also on the two
+    days whose local day is 23 and 25 hours long."""
+    from zoneinfo import ZoneInfo
+
+    from core.windows import recipient_zones
+
+    tz = ZoneInfo(zone)
+    y, m, d = DST_DAYS[day]
+    f = facts(channel_contact=phone, zones=recipient_zones(phone, "UTC"), state=compliance.state_rule(phone))
+    assert (f.state is not None) == (close == 20)
+
+    def local(hour: int, minute: int = 0, days: int = 0) -> datetime:
+        return datetime(y, m, d + days, hour, minute, tzinfo=tz)
+
+    for moment, kind, until in [
+        (local(7, 59), "defer", local(8, 0)),
+        (local(8, 0), "send", None),
+        (local(close - 1, 59), "send", None),
+        (local(close, 0), "defer", local(8, 0, days=1)),
+        (local(23, 30), "defer", local(8, 0, days=1)),
+    ]:
+        decision = decide(f, moment)
+        assert decision.kind == kind, (moment, decision)
+        assert decision.until == until, (moment, decision)
+        assert still_allowed(f, moment) == (None if kind == "send" else decision)
+        if kind == "defer" and f.state is not None:
+            assert f"outside {f.state.state}'s calling hours 08:00–20:00" in decision.reason
+
+
 def test_email_is_not_bound_by_calling_hours():
     assert decide(facts(step=EMAIL), at(22, 30)).kind == "send"
 

@@ -36,7 +36,8 @@ def test_numbers_in_several_countries_and_zones(phone, expected):
 
 
 def test_multi_zone_numbers_map_to_every_zone():
-    assert set(recipient_zones("+12085550123", "UTC")) == {"America/Boise", "America/Los_Angeles"}
+    # Idaho's 208: the number's own listing, and every zone the area code's exchanges lie in
+    assert set(recipient_zones("+12085550123", "UTC")) == {"America/Boise", "America/Los_Angeles", "America/Denver"}
     assert len(recipient_zones("+18005550123", "UTC")) > 30  # toll-free: every NANP zone
     assert recipient_zones(None, "America/Chicago") == ("America/Chicago",)
 
@@ -99,3 +100,17 @@ def test_zones_changing_dst_on_different_dates():
     # 30 March, London on BST: 20:30 local; the shared window reopens at 09:00 New York = 13:00 UTC
     assert next_opening(utc(2026, 3, 30, 19, 30), zones=zones, send_window={"start": "09:00", "end": "20:00"},
                         quiet_hours=False) == utc(2026, 3, 31, 13, 0)
+
+
+@pytest.mark.parametrize("phone", ["+18502220123", "+18504330123", "+14485550123"],
+                         ids=["tallahassee-exchange", "pensacola-exchange", "448-overlay"])
+def test_a_florida_panhandle_number_rings_in_both_of_its_zones(phone):
+    """850 spans Eastern (Tallahassee) and Central (Pensacola) time, and its 448 overlay's exchanges are
+    not listed at all: a number moves with its owner inside the area code, so the calling hours must hold
+    in both zones — never 08:00 Eastern, which is 07:00 in Pensacola."""
+    assert set(recipient_zones(phone, "UTC")) == {"America/New_York", "America/Chicago"}
+    eight_eastern = utc(2026, 6, 15, 12, 0)
+    assert opening(eight_eastern, phone, ALL_DAY, quiet=True) == utc(2026, 6, 15, 13, 0)  # 08:00 Central
+    # a number of one zone is not widened: Miami is Eastern only
+    assert recipient_zones("+13055550123", "UTC") == ("America/New_York",)
+    assert opening(eight_eastern, "+13055550123", ALL_DAY, quiet=True) == eight_eastern
