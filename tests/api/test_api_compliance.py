@@ -157,3 +157,60 @@ def test_the_new_routes_are_documented(client: TestClient) -> None:
             assert "404" in operation["responses"]
         assert client.request(method.upper(), path.replace("{id}", str(uuid.uuid4())).replace("{number}", "1"),
                               json={}).status_code == 401
+
+
+def test_the_compliance_of_a_real_selection_against_a_breakdown_by_hand(client: TestClient, session: Session) -> None:
+    """Everything through the API — leads, consents, the do-not-call list, an opt-out, the selection — then
+    the compliance report, compared with a breakdown counted by hand."""
+    from api_helpers import make_tenant, opt_out
+
+    # make_tenant adds a dormant e-mail-only customer (no phone: no_contact for texts) and a dormant
+    # phone-only 212 customer with no consent on record
+    t = make_tenant(session, name="Sunshine Nails", dormant=0, recent=0, area="212", consent_policy="us_tcpa")
+    long_ago = (datetime.now(UTC) - timedelta(days=200)).isoformat()
+    people = {
+        "+13055550101": "written", "+13055550102": "written", "+13055550103": "written",  # Florida
+        "+13055550104": None,                                                               # Florida, no consent
+        "+14105550101": "written", "+14105550102": "written",                              # Maryland
+        "+14105550103": "written, opted out",
+        "+14055550101": "written", "+14055550102": "written, on the do-not-call list",     # Oklahoma
+        "+12125550101": "written", "+16155550101": "express",                              # New York, Tennessee
+    }
+    added = client.post("/api/leads", headers=t.headers, json={"leads": [
+        {"customer_name": f"Customer {n}", "customer_phone": phone, "created_at": long_ago, "status": "Closed"}
+        for n, phone in enumerate(people)]})
+    assert added.status_code in (200, 201), added.text
+    for phone, situation in people.items():
+        if situation is None:
+            continue
+        level = "express" if situation == "express" else "express_written"
+        made = client.post("/api/consents", headers=t.headers,
+                           json={"contact": phone, "channel": "sms", "level": level, "source": "web_form"})
+        assert made.status_code == 201, made.text
+    assert client.post("/api/dnc", headers=t.headers,
+                       json={"numbers": ["(405) 555-0102"], "source": "internal"}).json()["added"] == 1
+    opt_out(session, t, "+14105550103", channel="sms")
+    session.commit()
+    campaign = make_campaign(session, t, method="sms")
+
+    chosen = client.post(f"/api/campaigns/{campaign.id}/select-recipients", headers=t.headers)
+    assert chosen.status_code == 200, chosen.text
+    response = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=t.headers)
+    assert response.status_code == 200, response.text
+    florida = "Florida Telephone Solicitation Act (CS/SB 1120, 2021), Fla. Stat. § 501.616(6)(a)–(b)"
+    body = response.json()
+    sources = {state: entry.pop("source") for state, entry in body["by_state"].items()}
+    assert sources["FL"] == florida and "14-4501" in sources["MD"] and "775C.1" in sources["OK"]
+    assert body == {
+        "policy": "us_tcpa",
+        # 3 FL + 2 MD + 1 OK + 1 NY with written consent; the Tennessee customer's consent is the spoken
+        # kind, not enough for a win-back text
+        "selected": 7,
+        "suppressed_by": {"opted_out": 1, "no_consent": 3, "dnc": 1, "no_contact": 1},
+        "by_state": {
+            "FL": {"recipients": 3, "hours": "08:00–20:00", "cap_per_24h": 3, "cap_counts_texts": False},
+            "MD": {"recipients": 2, "hours": "08:00–20:00", "cap_per_24h": 3, "cap_counts_texts": True},
+            "OK": {"recipients": 1, "hours": "08:00–20:00", "cap_per_24h": 3, "cap_counts_texts": False},
+        },
+    }
+    assert chosen.json()["suppressed_by"] == body["suppressed_by"]
