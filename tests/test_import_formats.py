@@ -290,20 +290,22 @@ def test_consent_columns_become_consent_records(session, profile):
     data = ("Name,Phone,Email,consent_call,consent_sms,consent_email,consent_at,consent_proof\n"
             "Ana,312-555-0101,ana@example.com,yes,written,TRUE,2025-02-01,Signed intake form\n"
             "Bo,312-555-0102,,no,1,,,\n"
-            "Cy,312-555-0103,,0,false,,,\n")
-    assert run(session, profile, data, now=NOW).imported == 3
+            "Cy,312-555-0103,,0,false,,,\n"
+            "Di,312-555-0104,,Express,\"\",,,\n")
+    assert run(session, profile, data, now=NOW).imported == 4
     found = sorted((c.contact, c.channel, c.level, c.source, c.proof, c.captured_at.date().isoformat())
                    for c in session.scalars(select(Consent).where(Consent.profile_id == profile.id)))
     assert found == [
         ("+13125550101", "call", "express", "import", "Signed intake form", "2025-02-01"),
         ("+13125550101", "sms", "express_written", "import", "Signed intake form", "2025-02-01"),
         ("+13125550102", "sms", "express", "import", None, NOW.date().isoformat()),  # given when the lead was
+        ("+13125550104", "call", "express", "import", None, NOW.date().isoformat()),  # the word itself
         ("ana@example.com", "email", "express", "import", "Signed intake form", "2025-02-01"),
     ]
     # the consent columns are fields, not extras
     assert all(lead.extra == {} for lead in stored(session, profile))
     run(session, profile, data, now=NOW)  # the same file again records nothing twice
-    assert count(session, Consent, profile) == 4
+    assert count(session, Consent, profile) == 5
 
 
 def test_consent_values_that_say_nothing_are_refused(session, profile):
