@@ -41,7 +41,8 @@ test: $(VENV)/.dev
 POOLED_TESTS = tests/pooler tests/engine/test_dispatch.py tests/engine/test_crash.py \
 	tests/engine/test_processes.py::test_four_schedulers_send_each_email_exactly_once \
 	tests/engine/test_webhooks_out.py tests/test_targeting.py tests/test_import.py \
-	tests/api/test_api_execute.py tests/api/test_api_recipients.py tests/api/test_api_webhook_endpoints.py
+	tests/api/test_api_execute.py tests/api/test_api_recipients.py tests/api/test_api_webhook_endpoints.py \
+	tests/channels/test_state_caps.py tests/engine/test_compliance_at_send.py
 
 ## test-pooled: those PostgreSQL tests again, through PgBouncer in transaction mode (needs pgbouncer installed)
 test-pooled: $(VENV)/.dev
