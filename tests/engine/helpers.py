@@ -162,3 +162,17 @@ class Scripted:
 
     def to(self, address: str) -> list[OutboundMessage]:
         return [m for m in self.sent if m.to == address]
+
+
+def handed_over_at(adapter: Scripted) -> list[datetime]:
+    """The moments ``adapter``'s messages were checked and handed over (the sender's clock, stamped on each
+    message; other sending threads move an injected clock on, so the test's own clock cannot say)."""
+    moments: list[datetime] = []
+    real_send = adapter.send
+
+    def send(message: OutboundMessage) -> SendResult:
+        moments.append(datetime.fromisoformat(message.metadata["clock"]))
+        return real_send(message)
+
+    adapter.send = send  # type: ignore[method-assign]
+    return moments

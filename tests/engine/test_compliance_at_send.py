@@ -119,14 +119,7 @@ def test_a_batch_that_straddles_the_states_closing_hour_stops_at_it(session, fac
     phones = [number[:-1] + str(n) for n in range(3)]
     profile, cid, _ = _shop(session, start, phones)
     twilio = h.Scripted("sms", provider="twilio")
-    sent_at: list[datetime] = []
-    real = twilio.send
-
-    def send(message):
-        sent_at.append(datetime.fromisoformat(message.metadata["clock"]))
-        return real(message)
-
-    twilio.send = send  # type: ignore[method-assign]
+    sent_at = h.handed_over_at(twilio)
     run_campaign_pass(factory, profile_id=profile.id, campaign_id=cid, clock=ManualClock(start), worker="w",
                       budget_seconds=5, settings=h.settings(twilio_max_per_second=1.0), adapters={"sms": twilio})
     assert len(sent_at) == 2 and all(t.astimezone(zone).hour == close - 1 for t in sent_at), sent_at

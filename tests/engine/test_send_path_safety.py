@@ -140,15 +140,7 @@ def test_calling_hours_are_checked_when_the_text_goes_out_not_when_the_wave_is_p
     session.commit()
     clock = ManualClock(start)
     twilio = h.Scripted("sms", provider="twilio")
-    sent_at: list[datetime] = []
-    real_send = twilio.send
-
-    def send(message):
-        # the moment the sender checked and handed the text over (other sending threads move the clock on)
-        sent_at.append(datetime.fromisoformat(message.metadata["clock"]))
-        return real_send(message)
-
-    twilio.send = send  # type: ignore[method-assign]
+    sent_at = h.handed_over_at(twilio)
     run_campaign_pass(factory, profile_id=profile.id, campaign_id=cid, clock=clock, worker="w", budget_seconds=5,
                       settings=h.settings(twilio_max_per_second=1.0), adapters={"sms": twilio})
     assert len(sent_at) == 2 and all(t.astimezone(NEW_YORK).hour == 20 for t in sent_at), sent_at
