@@ -232,13 +232,49 @@ def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id:
         prefix = func.substr(r.customer_phone, 1, 5)  # "+1305": the area code decides the state
         counts = session.execute(select(prefix, func.count()).where(
             *contacted, r.customer_phone.like("+1%")).group_by(prefix))
-        for head, n in counts:
-            rule = _BY_AREA_CODE.get(head[2:]) if head and len(head) == 5 and head[2:].isdigit() else None
-            if rule is None:
-                continue
-            entry = by_state.setdefault(rule.state, {"recipients": 0, "hours": rule.hours_text,
-                                                      "cap_per_24h": rule.cap,
-                                                      "cap_counts_texts": rule.counts_texts, "source": rule.source})
-            entry["recipients"] += int(n)
+        by_state = _states_of((head, int(n)) for head, n in counts)
     return {"policy": policy, "selected": int(selected), "suppressed_by": _suppressed_by(report),
-            "by_state": dict(sorted(by_state.items()))}
+            "by_state": by_state}
+
+
+def _states_of(counts: Iterable[tuple[str | None, int]]) -> dict[str, dict[str, Any]]:
+    """``by_state`` from ``(first five characters of an E.164 number, how many)`` rows: the states with their
+    own rules, each with its count, hours, cap and statute (the shape :func:`campaign_compliance` gives)."""
+    by_state: dict[str, dict[str, Any]] = {}
+    for head, n in counts:
+        rule = _BY_AREA_CODE.get(head[2:]) if head and len(head) == 5 and head[2:].isdigit() else None
+        if rule is None:
+            continue
+        entry = by_state.setdefault(rule.state, {"recipients": 0, "hours": rule.hours_text, "cap_per_24h": rule.cap,
+                                                 "cap_counts_texts": rule.counts_texts, "source": rule.source})
+        entry["recipients"] += int(n)
+    return dict(sorted(by_state.items()))
+
+
+def audience_states(session: Session, *, profile_id: uuid.UUID, target_criteria: Mapping[str, Any] | None,
+                    outreach_method: str, steps: list[dict[str, Any]] | None = None,
+                    campaign_type: str = "winback", now: datetime | None = None) -> dict[str, dict[str, Any]]:
+    """For an audience not chosen yet (the wizard's, a draft's): :func:`campaign_compliance`'s ``by_state``
+    over the customers :func:`core.targeting.preview_audience` counts — the states with their own rules,
+    how many of those customers' numbers each has, their hours and their cap.  Empty when the channels
+    include neither calls nor texts.
+
+    One ``GROUP BY`` on the area code over the matching query that chooses recipients (the same customers,
+    left-out ones excluded, as the selection would take)."""
+    # imported here: choosing recipients may come to use this module's rules (see campaign_compliance)
+    from core import targeting
+    from core.db import utcnow
+
+    channels = targeting.channels_of(outreach_method, steps)
+    if not set(channels) & set(CAPPED_CHANNELS):
+        return {}
+    criteria = targeting.parse_criteria(dict(target_criteria or {}), session=session, profile_id=profile_id)
+    rules = targeting.rules_for(session, profile_id=profile_id, channels=channels, campaign_type=campaign_type)
+    targeting._room_to_hash(session)
+    matched = targeting._matched_customers(profile_id=profile_id, criteria=criteria, rules=rules,
+                                           now=now or utcnow(), dialect=session.get_bind().dialect.name,
+                                           campaign=None).subquery("m")
+    prefix = func.substr(matched.c.customer_phone, 1, 5)  # "+1305": the area code decides the state
+    counts = session.execute(select(prefix, func.count()).where(
+        matched.c.reason.is_(None), matched.c.customer_phone.like("+1%")).group_by(prefix))
+    return _states_of((head, int(n)) for head, n in counts)

@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from core.compliance import FEDERAL, STATE_RULES, rule_for_state
+from core.consents import PURPOSE, required_level
 from core.errors import DomainError, FieldError, Invalid
+from core.models import CONSENT_POLICIES
 from core.schemas import DAYS, SendWindow
+from core.windows import hhmm_range
 
 STEPS: tuple[str, ...] = ("Basics", "Audience", "Channel", "Content", "Schedule", "Review")
 
@@ -624,7 +628,8 @@ class DurationEstimate:
             return ("The send window and the 08:00–21:00 calling hours never overlap, so nothing could be sent; "
                     "widen the send window.")
         if self.sending_minutes <= self.window_minutes_per_day:
-            text = (f"About {_duration(self.sending_minutes)} of sending for {self.sends:,} "
+            about = "Under a minute" if self.sending_minutes < 1 else f"About {_duration(self.sending_minutes)}"
+            text = (f"{about} of sending for {self.sends:,} "
                     f"{'contact' if self.sends == 1 else 'contacts'} at {pace}, within one day's send window.")
         else:
             text = (f"About {_num(self.sending_days)} sending days for {self.sends:,} "
@@ -744,3 +749,159 @@ def describe_criteria(criteria: Mapping[str, Any], *, agent_names: Mapping[str, 
         out.append(f"{str(f.get('field', '')).replace('_', ' ').capitalize()} "
                    f"{OP_WORDS.get(str(f.get('op')), f.get('op'))} {shown}".strip() + ".")
     return out or ["Every customer you can reach on this channel."]
+
+
+# --- who is left out, and the law (DESIGN §10) ----------------------------------------------------------------
+
+TYPE_NOUNS = {"winback": "Win-back", "promotional": "Promotional", "followup": "Follow-up", "feedback": "Feedback"}
+PHONE_NOUNS = {"call": "calls", "sms": "texts"}
+POLICY_SENTENCES = {
+    "us_tcpa": "US rules apply: AI calls and texts that sell something (win-back, promotion, follow-up) need the "
+               "customer's written consent; feedback calls and texts need their consent of either kind. E-mail "
+               "needs none, and an opt-out always counts.",
+    "none": "You take responsibility for consent (Settings): campaigns call and text customers without checking "
+            "consent records. Opt-outs and your do-not-call list still count.",
+}
+CONTACT_WORDS = {"call": "phone number", "sms": "phone number", "email": "e-mail address"}
+CHANNEL_ORDER = ("call", "sms", "email")
+
+
+def policy_sentence(policy: str | None) -> str:
+    """The business's consent policy in plain words."""
+    return POLICY_SENTENCES.get(policy or "", POLICY_SENTENCES["us_tcpa"])
+
+
+def _needs_consent(policy: str | None, campaign_type: str, channels: list[str]) -> list[tuple[str, str]]:
+    """``(channel, level)`` for each of ``channels`` that needs consent under ``policy``, calls first."""
+    if policy not in CONSENT_POLICIES:
+        return []
+    found = [(ch, required_level(policy, campaign_type, ch)) for ch in ("call", "sms") if ch in channels]
+    return [(ch, level) for ch, level in found if level is not None]
+
+
+def consent_reason(policy: str | None, campaign_type: str, channels: list[str]) -> str | None:
+    """Why a customer without consent on record is left out of a campaign of ``campaign_type`` on
+    ``channels`` (``None``: none of them needs consent), e.g. "Win-back texts are marketing: US rules need
+    the customer's written consent to texts." — from :func:`core.consents.required_level` and
+    :data:`core.consents.PURPOSE`."""
+    needed = _needs_consent(policy, campaign_type, channels)
+    if not needed:
+        return None
+    kind = TYPE_NOUNS.get(campaign_type, "These")
+    what = " and ".join(PHONE_NOUNS[ch] for ch, _ in needed)
+    written = any(level == "express_written" for _, level in needed)
+    to = f"to {what}" if len(needed) == 1 else "to calls before a call, and to texts before a text"
+    if PURPOSE.get(campaign_type, "marketing") == "marketing":
+        consent = "written consent" if written else "consent"
+        return f"{kind} {what} are marketing: US rules need the customer's {consent} {to}."
+    if len(needed) == 1:
+        return f"{kind} {what} are not marketing, but US rules still need the customer's consent {to} (written or not)."
+    return f"{kind} {what} are not marketing, but US rules still need the customer's consent (written or not) {to}."
+
+
+def _customers(n: int) -> str:
+    return f"{n:,} customer{'' if n == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Who a campaign's audience leaves out and why, in plain words (the selection's ``suppressed_by``).
+
+    ``total`` is the audience's ``suppressed`` (customers without a contact for the channels are not in it:
+    ``no_contact`` says how many they are)."""
+
+    total: int
+    reasons: list[str]  # one sentence per reason that left someone out, the why included
+    no_contact: str | None
+    past: bool
+
+    def headline(self) -> str:
+        if self.total:
+            if self.past:
+                return (f"{_customers(self.total)} who matched {'was' if self.total == 1 else 'were'} left out "
+                        "when the campaign chose its customers:")
+            return f"{_customers(self.total)} who {'matches is' if self.total == 1 else 'match are'} left out:"
+        if self.no_contact:
+            return (f"Nobody {'was' if self.past else 'is'} left out for an opt-out, the do-not-call list or "
+                    "missing consent.")
+        return "Nobody was left out." if self.past else "Nobody who matches is left out."
+
+    def markdown(self) -> str:
+        """The headline and a bullet per reason."""
+        bullets = "\n".join(f"- {line}" for line in self.reasons)
+        return f"{self.headline()}\n\n{bullets}" if bullets else self.headline()
+
+
+def left_out(suppressed_by: Mapping[str, Any] | None, *, policy: str | None, campaign_type: str,
+             channels: list[str], past: bool = False) -> LeftOut:
+    """Who is left out and why, from ``suppressed_by`` (``{"opted_out", "dnc", "no_consent", "no_contact"}``)
+    for a campaign of ``campaign_type`` on ``channels`` under the business's consent ``policy``; ``past`` for a
+    selection already made (the campaign page), else as the audience stands now (the wizard)."""
+    counts = {k: int(v) for k, v in (suppressed_by or {}).items() if isinstance(v, int) and v > 0}
+    reasons: list[str] = []
+    if n := counts.get("opted_out", 0):
+        reasons.append(f"{_customers(n)} opted out.")
+    if n := counts.get("dnc", 0):
+        verb = ("was" if n == 1 else "were") if past else ("is" if n == 1 else "are")
+        reasons.append(f"{n:,} number{'' if n == 1 else 's'} {verb} on your do-not-call list.")
+    if n := counts.get("no_consent", 0):
+        needed = _needs_consent(policy, campaign_type, channels)
+        what = " or ".join(PHONE_NOUNS[ch] for ch, _ in needed)
+        have = "had" if past else ("has" if n == 1 else "have")
+        if not needed:  # the policy changed since the selection, or nothing here asks for consent any more
+            line = f"{_customers(n)} {have} no consent on record."
+        elif any(level == "express_written" for _, level in needed):
+            line = f"{_customers(n)} {have} no written consent to {what}."
+        else:
+            line = f"{_customers(n)} {have} not consented to {what}."
+        why = consent_reason(policy, campaign_type, channels)
+        reasons.append(f"{line} {why}" if why else line)
+    no_contact = None
+    if n := counts.get("no_contact", 0):
+        need = " or ".join(dict.fromkeys(CONTACT_WORDS[ch] for ch in CHANNEL_ORDER if ch in channels))
+        if past:
+            no_contact = f"{_customers(n)} who matched had no {need or 'contact'}, so they were not counted."
+        else:
+            no_contact = (f"{_customers(n)} who {'matches has' if n == 1 else 'match have'} no {need or 'contact'}, "
+                          "so they are not counted.")
+    return LeftOut(total=sum(counts.get(k, 0) for k in ("opted_out", "dnc", "no_consent")), reasons=reasons,
+                   no_contact=no_contact, past=past)
+
+
+def cap_words(cap: int, *, counts_texts: bool, channels: list[str]) -> str:
+    """A state's cap for a campaign on ``channels``: "3 calls", "3 calls and texts together", or for texts
+    alone where only calls are capped "3 calls (texts not counted)"."""
+    if counts_texts:
+        return f"{cap} calls and texts together"
+    if "call" not in channels and "sms" in channels:
+        return f"{cap} calls (texts not counted)"
+    return f"{cap} calls"
+
+
+STATE_COLUMNS = ("State", "Customers", "Hours", "Limit per 24 hours", "Law")
+
+
+def state_rows(by_state: Mapping[str, Mapping[str, Any]], *, channels: list[str]) -> list[dict[str, Any]]:
+    """One row per state with its own rules (``by_state`` of :func:`core.compliance.campaign_compliance` or
+    :func:`core.compliance.audience_states`), with :data:`STATE_COLUMNS`."""
+    rows = []
+    for code, entry in by_state.items():
+        rule = rule_for_state(code)
+        rows.append(dict(zip(STATE_COLUMNS, (
+            rule.name if rule else code, int(entry.get("recipients") or 0), str(entry.get("hours") or ""),
+            cap_words(int(entry.get("cap_per_24h") or 0), counts_texts=bool(entry.get("cap_counts_texts")),
+                      channels=channels),
+            str(entry.get("source") or "").replace("§ ", "§\u00a0")), strict=True)))  # "§ 501.616" on one line
+    return rows
+
+
+def states_note() -> str:
+    """What the per-state table leaves unsaid."""
+    return (f"Hours are the customer's local time; elsewhere in the US, calls and texts go out only "
+            f"{hhmm_range(FEDERAL.start, FEDERAL.end)}. A limit is per customer, across all your campaigns.")
+
+
+def no_states_sentence(*, past: bool = False) -> str:
+    names = ", ".join(rule.name for rule in STATE_RULES[:-1]) + f" or {STATE_RULES[-1].name}"
+    return (f"None of these customers' numbers {'was' if past else 'is'} in a state with rules of its own for "
+            f"calls and texts ({names}).")

@@ -1,19 +1,23 @@
-"""One campaign (``?id=``): overview, start/pause/stop, and — refreshing on their own while the
-campaign runs, or while it waits to start — what it waits for, its progress and counters, the
-customers (paged on the server, filterable) and the chosen customer's story."""
+"""One campaign (``?id=``): overview, start/pause/stop, who was left out and the law that applies to
+its calls and texts, and — refreshing on their own while the campaign runs, or while it waits to
+start — what it waits for, its progress and counters, the customers (paged on the server,
+filterable) and the chosen customer's story."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from core import analytics, campaigns, waiting, wizard
+from core import analytics, campaigns, compliance, waiting, wizard
 from core.analytics import RECIPIENT_STATUS_LABELS, STATUS_LABELS, TYPE_LABELS
 from core.errors import DomainError
 from core.models import RECIPIENT_STATUSES
 from core.schemas import CampaignOut
+from core.targeting import preview_audience
 from pages._ui import (
     BADGE_COLORS,
     RECIPIENT_COLORS,
@@ -213,6 +217,66 @@ with st.expander("How this campaign is set up"):
     if campaign.variants:
         st.caption("A/B test: " + ", ".join(f"version {v['name']} (weight {v.get('weight', 1)})"
                                             for v in campaign.variants))
+
+
+# --- who was left out, and the law (DESIGN §10) -------------------------------------------------------------
+
+NOT_CHOSEN_YET = ("draft", "scheduled")
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load_compliance(profile: str, campaign_id: str, now_status: str) -> dict[str, Any] | str:
+    """What the law asks of the campaign (:func:`core.compliance.campaign_compliance`); before it starts,
+    when nobody is chosen yet, counted on its audience as it stands now.  A sentence when it cannot be read."""
+    try:
+        with db() as session:
+            found = compliance.campaign_compliance(session, profile_id=uuid.UUID(profile),
+                                                   campaign_id=uuid.UUID(campaign_id))
+            if now_status in NOT_CHOSEN_YET:
+                c = campaigns.get_campaign(session, profile_id=uuid.UUID(profile), campaign_id=uuid.UUID(campaign_id))
+                audience: dict[str, Any] = {"target_criteria": c.target_criteria, "steps": c.steps or [],
+                                            "outreach_method": c.outreach_method, "campaign_type": c.campaign_type}
+                preview = preview_audience(session, profile_id=uuid.UUID(profile), sample_size=0, **audience)
+                found = {**found, "selected": preview.count, "suppressed_by": preview.suppressed_by,
+                         "by_state": compliance.audience_states(session, profile_id=uuid.UUID(profile), **audience)}
+            return found
+    except DomainError as exc:
+        return sentence(exc)
+
+
+def compliance_panel(campaign: CampaignOut) -> None:
+    found = load_compliance(str(pid), str(cid), status)
+    if isinstance(found, str):
+        with st.expander("Who is left out, and the law"):
+            st.error(found)
+        return
+    channels = wizard.used_channels(campaign.model_dump())
+    chosen = status not in NOT_CHOSEN_YET
+    words = wizard.left_out(found["suppressed_by"], policy=found["policy"], campaign_type=campaign.campaign_type,
+                            channels=channels, past=chosen)
+    label = "Who was left out, and the law" if chosen else "Who would be left out, and the law"
+    if words.total:
+        label = label.replace(" left out", f" left out ({words.total:,})", 1)
+    with st.expander(label):
+        st.caption(wizard.policy_sentence(found["policy"]))
+        if not chosen:
+            st.caption("Customers are chosen when the campaign starts. As the audience stands now:")
+        st.markdown(words.markdown())
+        if words.no_contact:
+            st.caption(words.no_contact)
+        if set(channels) & {"call", "sms"}:
+            rows = wizard.state_rows(found["by_state"], channels=channels)
+            if rows:
+                st.markdown("**Customers in states with their own rules for calls and texts**")
+                st.table(pd.DataFrame(rows, columns=wizard.STATE_COLUMNS), hide_index=True)
+                st.caption(wizard.states_note())
+            else:
+                st.caption(wizard.no_states_sentence(past=chosen))
+        page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:")
+        st.caption("On the Customers page, in the Consent & do-not-call tab.")
+
+
+compliance_panel(campaign)
 
 
 # --- the customers -----------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pandas as pd
 import streamlit as st
 
-from core import accounts, campaigns, launch, testsend, wizard
+from core import accounts, campaigns, compliance, launch, testsend, wizard
 from core.config import get_settings
 from core.customers import lead_statuses, service_types
 from core.errors import DomainError, FieldError, Invalid
@@ -144,7 +144,16 @@ def load_profile(profile: str) -> dict[str, Any]:
     with db() as session:
         p = accounts.get_profile(session, profile_id=uuid.UUID(profile))
         return {"business_name": p.business_name, "timezone": p.timezone, "phone": p.phone, "email": p.email,
-                "booking_url": p.booking_url}
+                "booking_url": p.booking_url, "consent_policy": p.consent_policy}
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def load_audience_states(profile: str, criteria_json: str, method: str, steps_json: str,
+                         campaign_type: str) -> dict[str, dict[str, Any]]:
+    with db() as session:
+        return compliance.audience_states(session, profile_id=uuid.UUID(profile),
+                                          target_criteria=json.loads(criteria_json), outreach_method=method,
+                                          steps=json.loads(steps_json), campaign_type=campaign_type)
 
 
 ANY_CHANNEL = [{"channel": c, "delay_hours": 0, "condition": "always"} for c in CHANNELS]
@@ -155,19 +164,32 @@ def audience_channels() -> list[str]:
     return wizard.used_channels(draft) if draft.get("channel_chosen", True) else list(CHANNELS)
 
 
-def audience() -> Preview | DomainError:
-    """The draft's audience right now (or the error its criteria give)."""
+def _audience_key() -> tuple[str, str, str, str, str]:
+    """The draft's audience as the cached reads take it: (profile, criteria, method, steps, type)."""
     method = draft["outreach_method"]
     steps = draft["steps"] if method == "multi" else []
     if not draft.get("channel_chosen", True):
         method, steps = "multi", ANY_CHANNEL  # reachable on any channel
     elif method == "multi" and not steps:
         method, steps = "email", []
+    return (str(pid), json.dumps(draft["target_criteria"], sort_keys=True, default=str), method,
+            json.dumps(steps, sort_keys=True), draft["campaign_type"])
+
+
+def audience() -> Preview | DomainError:
+    """The draft's audience right now (or the error its criteria give)."""
     try:
-        return load_audience(str(pid), json.dumps(draft["target_criteria"], sort_keys=True, default=str), method,
-                             json.dumps(steps, sort_keys=True), draft["campaign_type"])
+        return load_audience(*_audience_key())
     except DomainError as exc:
         return exc
+
+
+def audience_states() -> dict[str, dict[str, Any]]:
+    """The states with their own rules among the audience's numbers (empty for e-mail, or bad criteria)."""
+    try:
+        return load_audience_states(*_audience_key())
+    except DomainError:
+        return {}
 
 
 # --- navigation between steps ----------------------------------------------------------------------
@@ -330,7 +352,8 @@ def audience_panel(*, note: str | None = None) -> None:
         return
     m1, m2 = st.columns(2)
     m1.metric("Customers", f"{result.count:,}")
-    m2.metric("Left out", f"{result.suppressed:,}", help=_left_out_words(result))
+    m2.metric("Left out", f"{result.suppressed:,}", help=LEFT_OUT_HELP)
+    st.markdown(left_out_words(result).markdown())
     channels = audience_channels() or ["email"]
     if not draft.get("channel_chosen", True):
         st.caption("Counted for any channel: every matching customer you can reach by e-mail, text or call. The "
@@ -365,11 +388,19 @@ def audience_panel(*, note: str | None = None) -> None:
         st.caption(f"A sample of {len(sample)} of the {result.count:,} customers, most recently in touch first.")
 
 
-def _left_out_words(result: Preview) -> str:
-    words = {"opted_out": "opted out", "dnc": "on your do-not-call list", "no_consent": "no consent on record"}
-    parts = [f"{n:,} {words[k]}" for k, n in (result.suppressed_by or {}).items() if k in words and n]
-    return ("Matching customers who are left out: " + ", ".join(parts) + ".") if parts else \
-        "Nobody who matches is left out."
+LEFT_OUT_HELP = ("Customers who match but opted out, are on your do-not-call list or lack the consent this "
+                 "campaign's calls and texts need.")
+
+
+def left_out_words(result: Preview) -> wizard.LeftOut:
+    """Who the audience leaves out and why, for the channels it is counted for."""
+    return wizard.left_out(result.suppressed_by, policy=load_profile(str(pid)).get("consent_policy"),
+                           campaign_type=draft["campaign_type"], channels=audience_channels() or ["email"])
+
+
+def consent_link() -> None:
+    page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:")
+    st.caption("On the Customers page, in the Consent & do-not-call tab (your draft is kept).")
 
 
 MANAGED_CRITERIA = {"last_contact_days", "last_contact_after", "last_contact_before", "status", "agent_id",
@@ -1056,6 +1087,24 @@ def step_review() -> None:
                 _edit_button(5)
     with right:
         ready_panel(result)
+    law_panel(result)  # the whole width: the table of states and their statutes reads without squeezing
+
+
+def law_panel(result: Preview | DomainError) -> None:
+    """The consent policy, and for calls and texts the states with their own rules among the audience's numbers."""
+    channels = wizard.used_channels(draft)
+    with st.container(border=True):
+        st.markdown("**Consent and the law**")
+        st.caption(wizard.policy_sentence(load_profile(str(pid)).get("consent_policy")))
+        if not set(channels) & {"call", "sms"} or isinstance(result, DomainError):
+            return
+        rows = wizard.state_rows(audience_states(), channels=channels)
+        if not rows:
+            st.caption(wizard.no_states_sentence())
+            return
+        st.markdown("**Customers in states with their own rules**")
+        st.table(pd.DataFrame(rows, columns=wizard.STATE_COLUMNS), hide_index=True)
+        st.caption(wizard.states_note())
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -1105,7 +1154,12 @@ def ready_panel(result: Preview | DomainError) -> None:
         count = 0
     else:
         count = result.count
-        st.metric("Customers to reach", f"{count:,}", help=_left_out_words(result))
+        st.metric("Customers to reach", f"{count:,}")
+        words = left_out_words(result)
+        st.markdown(words.markdown())
+        if words.no_contact:
+            st.caption(words.no_contact)
+        consent_link()
     estimate = wizard.estimate_duration(
         audience=count, outreach_method=method, steps=draft["steps"],
         rate_limit_per_minute=int(draft["rate_limit_per_minute"]),
