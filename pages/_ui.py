@@ -265,6 +265,9 @@ def channel_modes() -> dict[str, str]:
     return _channel_modes(str(profile_id()))
 
 
+CONSENT_TAB = "Consent & do-not-call"  # the Customers page's tab of consents and the do-not-call list
+
+
 def page_link(page: str, label: str, icon: str | None = None, **query: Any) -> None:
     """A link to one of the dashboard's pages (in-app navigation: the sign-in is kept)."""
     st.page_link(PAGES[page], label=label, icon=icon, query_params={k: str(v) for k, v in query.items()} or None)

@@ -20,6 +20,7 @@ from core.schemas import CampaignOut
 from core.targeting import preview_audience
 from pages._ui import (
     BADGE_COLORS,
+    CONSENT_TAB,
     RECIPIENT_COLORS,
     answered,
     ask,
@@ -272,8 +273,8 @@ def compliance_panel(campaign: CampaignOut) -> None:
                 st.caption(wizard.states_note())
             else:
                 st.caption(wizard.no_states_sentence(past=chosen))
-        page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:")
-        st.caption("On the Customers page, in the Consent & do-not-call tab.")
+        page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:",
+                  tab=CONSENT_TAB)
 
 
 compliance_panel(campaign)

@@ -30,6 +30,7 @@ from core.targeting import ALL_OPS, FILTER_FIELDS, Preview, preview_audience
 from core.templates import BUILTIN_VARIABLES, check_template, check_variable_names
 from core.testsend import SampleCustomer, send_test
 from pages._ui import (
+    CONSENT_TAB,
     blank_missing_text,
     business_timezone,
     channel_modes,
@@ -399,8 +400,9 @@ def left_out_words(result: Preview) -> wizard.LeftOut:
 
 
 def consent_link() -> None:
-    page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:")
-    st.caption("On the Customers page, in the Consent & do-not-call tab (your draft is kept).")
+    page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:",
+              tab=CONSENT_TAB)
+    st.caption("Your draft is kept.")
 
 
 MANAGED_CRITERIA = {"last_contact_days", "last_contact_after", "last_contact_before", "status", "agent_id",

@@ -18,6 +18,7 @@ from core.errors import DomainError
 from core.leads import FIELDS, FilePreview, import_leads, inspect_file
 from core.models import OPT_OUT_CHANNELS, OptOut
 from pages._ui import (
+    CONSENT_TAB,
     answered,
     ask,
     asked,
@@ -71,8 +72,9 @@ def load_agents(profile: str) -> dict[str, str]:
 
 
 st.title("Customers")
-tab_list, tab_import, tab_optouts, tab_compliance = st.tabs(["Customers", "Import leads", "Opt-outs",
-                                                             "Consent & do-not-call"])
+# the open tab is in the address (``customers?tab=Consent+%26+do-not-call``): other pages link to a tab
+tab_list, tab_import, tab_optouts, tab_compliance = st.tabs(["Customers", "Import leads", "Opt-outs", CONSENT_TAB],
+                                                            key="tab", bind="query-params")
 
 # --- the customer list ---------------------------------------------------------------------------------
 
@@ -362,7 +364,8 @@ def confirm_revoke(consent_id: str, label: str) -> None:
 
 @st.dialog("Take this number off the do-not-call list?", on_dismiss=answered)
 def confirm_undnc(number: str) -> None:
-    st.write(f"Campaigns may call and text **{number}** again (opt-outs, consent and calling hours still apply).")
+    st.write(f"Campaigns may call and text **{format_phone(number)}** again (opt-outs, consent and calling hours "
+             "still apply).")
     confirm_buttons("Take it off the list", lambda s: dnc.remove_number(s, profile_id=pid, number=number),
                     success="Number taken off the do-not-call list.")
 
@@ -406,17 +409,20 @@ def consent_section() -> None:
     if total == 0:
         st.info("No consent records yet." if not search.strip() else "No consent record matches.")
         return
-    st.dataframe(blank_missing_text(frame), hide_index=True, width="stretch", column_order=[
-        "contact", "channel", "level", "source", "proof", "captured_at", "revoked_at"], column_config={
-        "contact": "Contact", "channel": "For", "level": "Consent", "source": "How", "proof": "Proof",
+    shown = frame.assign(
+        contact_shown=[format_phone(c) if c.startswith("+") else c for c in frame["contact"]],
+        revoked=[local_time(t, with_time=False) if pd.notna(t) else "" for t in frame["revoked_at"]])
+    st.dataframe(blank_missing_text(shown), hide_index=True, width="stretch", column_order=[
+        "contact_shown", "channel", "level", "source", "proof", "captured_at", "revoked"], column_config={
+        "contact_shown": "Contact", "channel": "For", "level": "Consent", "source": "How", "proof": "Proof",
         "captured_at": st.column_config.DatetimeColumn("Given", format="MMM D, YYYY", timezone=business_timezone()),
-        "revoked_at": st.column_config.DatetimeColumn("Revoked", format="MMM D, YYYY",
-                                                      timezone=business_timezone())})
+        "revoked": "Revoked"})
     pager(total, key="consents_page", page_size=PAGE_SIZE)
     active = frame[frame["revoked_at"].isna()]
     if active.empty:
         return
-    labels = {row.id: f"{row.contact} · {row.channel} · {row.level.lower()} since "
+    labels = {row.id: f"{format_phone(row.contact) if row.contact.startswith('+') else row.contact} · "
+                      f"{row.channel} · {row.level.lower()} since "
                       f"{local_time(row.captured_at, with_time=False)}" for row in active.itertuples()}
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     with c1:
@@ -473,13 +479,15 @@ def dnc_section() -> None:
         st.info("The do-not-call list is empty." if not search.strip() else "No number on the list matches.")
         return
     st.caption(f"{total:,} number{'s' if total != 1 else ''} on the list.")
-    st.dataframe(frame, hide_index=True, width="stretch", column_config={
-        "number": "Number", "source": "From",
-        "created_at": st.column_config.DatetimeColumn("Since", format="MMM D, YYYY", timezone=business_timezone())})
+    st.dataframe(frame.assign(number_shown=[format_phone(n) for n in frame["number"]]), hide_index=True,
+                 width="stretch", column_order=["number_shown", "source", "created_at"], column_config={
+                     "number_shown": "Number", "source": "From",
+                     "created_at": st.column_config.DatetimeColumn("Since", format="MMM D, YYYY",
+                                                                   timezone=business_timezone())})
     pager(total, key="dnc_page", page_size=PAGE_SIZE)
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     with c1:
-        number = pick("Number", list(frame["number"]), format_func=str, key="dnc_choice")
+        number = pick("Number", list(frame["number"]), format_func=format_phone, key="dnc_choice")
     if c2.button("Take off the list…", icon=":material/undo:", width="stretch"):
         ask("remove_dnc", number=number)
     if question := asked("remove_dnc"):

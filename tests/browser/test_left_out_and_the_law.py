@@ -84,6 +84,15 @@ def test_who_is_left_out_and_the_law_on_the_campaign_page_and_in_the_review(serv
     assert "None" not in said.replace("None of", "")
     panel.screenshot(path=str(ARTIFACTS / "41-campaign-left-out-panel.png"))
 
+    # the link opens the Customers page on its consent and do-not-call tab, still signed in
+    panel.get_by_text("Import consent or manage the do-not-call list").click()
+    page.wait_for_url(re.compile(r"/customers\?tab=Consent"))
+    selected = page.get_by_role("tab", selected=True)
+    selected.wait_for()
+    assert selected.inner_text().strip() == "Consent & do-not-call"
+    page.get_by_text("Numbers on this list are never called or texted").wait_for()
+    settle(page, "44-customers-consent-tab-from-the-link")
+
     # the wizard's review of a copy: the same audience, counted as it stands now
     open_signed_in(page, f"{base}/create_campaign?copy={campaign_id}", "Create campaign")
     page.get_by_role("button", name=re.compile("6. Review")).click()
