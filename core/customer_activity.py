@@ -75,7 +75,9 @@ def recipient_activity(session: Session, *, profile_id: uuid.UUID, recipient_ids
             recipient_id=row.recipient_id, at=row.occurred_at, type=row.type, channel=row.channel, step=row.step,
             url=_text(p.get("url")), text=_text(p.get("text")), summary=_text(p.get("summary")),
             transcript=_text(p.get("transcript")), recording_url=_text(p.get("recording_url")),
-            ended_reason=_text(p.get("ended_reason")), note=row.error_message or _text(p.get("error"))))
+            ended_reason=_text(p.get("ended_reason")),
+            # a text's reading, when it decided something or looked like a request: why it was (not) an opt-out
+            note=row.error_message or _text(p.get("error")) or (_text(p.get("why")) if p.get("rule") else None)))
     return out
 
 

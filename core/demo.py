@@ -1,9 +1,11 @@
 """The demo business ``make run`` starts with: a salon with two years of lead
 history from its CONNEXT voice agents — repeat customers, dormant ones,
 e-mail-only and phone-only customers, the salon's own lead statuses (Booked,
-No-show next to New, Contacted, Closed), consent records for most phone
-customers (captured on the agents' calls), a few opt-outs and do-not-call
-numbers — and sample campaigns:
+No-show next to New, Contacted, Closed), consent records (most phone customers
+agreed in writing to offers by text, fewer to offers by phone, some only to
+service texts or calls, a few to nothing), a fifth of the numbers in Florida,
+Maryland and Oklahoma, whose own calling hours and caps the compliance panels
+show, a few opt-outs and do-not-call numbers — and sample campaigns:
 
 - a win-back e-mail campaign that ran three weeks ago, with its whole history
   (sends, deliveries, opens, clicks, bookings), produced by running the real
@@ -57,6 +59,12 @@ SERVICES = ("Haircut", "Color", "Highlights", "Blowout", "Manicure", "Pedicure",
 SERVICE_WEIGHTS = (30, 14, 8, 10, 12, 8, 9, 9)
 # area codes across four US time zones (and one that spans two: 208)
 AREAS = ("201", "973", "312", "602", "415", "208")
+# about a fifth of the numbers move to states with their own calling rules (core.compliance.STATE_RULES): Florida,
+# Maryland and Oklahoma, each area code with a weight (Florida's the most people)
+STATE_AREAS = (("305", 3), ("786", 2), ("407", 3), ("813", 3), ("954", 2),  # Florida
+               ("410", 2), ("443", 2), ("301", 2),  # Maryland
+               ("405", 2), ("918", 2))  # Oklahoma
+STATE_SHARE = 0.2
 NOTES = (None, None, None, "Prefers Saturday mornings", "Asked about gift cards", "Allergic to some dyes",
          "Booked for a wedding", "Wants a reminder call", "Referred by a friend", "Price-sensitive")
 SUMMARIES = ("Caller asked about availability and prices.", "Booked an appointment.",
@@ -140,6 +148,33 @@ def _leads(rng: random.Random, now: datetime, profile_id: uuid.UUID, agents: lis
     return leads
 
 
+def _state_numbers(leads: list[Lead]) -> None:
+    """About a fifth of the phone numbers in Florida, Maryland and Oklahoma: the area code changes, the rest of
+    the (fictional, 555-01xx) number stays.  Its own random sequence, so the rest of the demo stays as it was."""
+    rng = random.Random(20261206)
+    areas, weights = zip(*STATE_AREAS, strict=True)
+    taken = {lead.customer_phone for lead in leads if lead.customer_phone}
+    moved: dict[str, str] = {}
+    for lead in leads:
+        phone = lead.customer_phone
+        if phone is None or phone in moved:
+            continue
+        moved[phone] = phone
+        if rng.random() >= STATE_SHARE:
+            continue
+        first = rng.choices(areas, weights)[0]
+        # "+1" + area code + the rest; another of the codes when that number is taken already
+        for area in (first, *areas):
+            number = f"+1{area}{phone[5:]}"
+            if number not in taken:
+                taken.add(number)
+                moved[phone] = number
+                break
+    for lead in leads:
+        if lead.customer_phone is not None and moved[lead.customer_phone] != lead.customer_phone:
+            lead.customer_phone = lead.contact_key = moved[lead.customer_phone]
+
+
 def _own_words(leads: list[Lead]) -> None:
     """A salon's CRM has its own statuses: some most recent contacts were bookings and no-shows.
     (Its own random sequence, so the rest of the demo stays as it was.)"""
@@ -157,8 +192,11 @@ def _own_words(leads: list[Lead]) -> None:
 
 
 def _compliance_records(session: Session, *, profile_id: uuid.UUID, leads: list[Lead], now: datetime) -> None:
-    """Consent the agents captured on their calls (most phone customers agreed to offers by text and call;
-    some only to service texts), and two numbers on the salon's do-not-call list."""
+    """Consent as a salon collects it, and two numbers on its do-not-call list.  Offers by text or phone need
+    consent in writing (``express_written``), which customers give on the booking form, box by box: most ticked
+    the box for texts (about 78 %), fewer the one for calls (about 40 %; some ticked one box for both, ``all``);
+    others only asked on an agent's call for appointment texts or a call back (``express``, about 14 %); the rest
+    gave none."""
     rng = random.Random(20261205)
     first_call: dict[str, datetime] = {}
     for lead in leads:
@@ -166,18 +204,22 @@ def _compliance_records(session: Session, *, profile_id: uuid.UUID, leads: list[
                                     or lead.created_at < first_call[lead.customer_phone]):
             first_call[lead.customer_phone] = lead.created_at
     phones = sorted(first_call)
+    form = "Booking form at bellavista.example/book, signed electronically; box ticked: "
+    both = ("all", "express_written", "web_form", form + "'Bella Vista may call and text me with offers.'")
+    texts = ("sms", "express_written", "web_form", form + "'Bella Vista may text me offers.'")
+    calls = ("call", "express_written", "web_form", form + "'Bella Vista may call me with offers.'")
+    service_texts = ("sms", "express", "call", "Asked on the call for appointment texts.")
+    call_back = ("call", "express", "call", "Asked on the call to be called back about appointments.")
+    # (up to this roll, the records a customer has)
+    bands = ((0.12, (both,)), (0.40, (texts, calls)), (0.58, (texts, call_back)), (0.78, (texts,)),
+             (0.88, (service_texts,)), (0.92, (service_texts, call_back)), (1.0, ()))
     consents = []
     for phone in phones:
         roll = rng.random()
-        if roll < 0.75:
-            channel, level, proof = "all", "express_written", (
-                "On the recorded call the customer agreed to receive offers by text and phone from Bella Vista.")
-        elif roll < 0.87:
-            channel, level, proof = "sms", "express", "Asked on the call for appointment texts."
-        else:
-            continue
-        consents.append(Consent(id=uuid.uuid4(), profile_id=profile_id, contact=phone, channel=channel, level=level,
-                                source="call", proof=proof, captured_at=first_call[phone], created_at=now))
+        records = next(given for limit, given in bands if roll < limit)
+        consents += [Consent(id=uuid.uuid4(), profile_id=profile_id, contact=phone, channel=channel, level=level,
+                             source=source, proof=proof, captured_at=first_call[phone], created_at=now)
+                     for channel, level, source, proof in records]
     session.add_all(consents)
     session.add_all([DncNumber(id=uuid.uuid4(), profile_id=profile_id, number=number, source="internal",
                                created_at=now - timedelta(days=90)) for number in (phones[7], phones[23])])
@@ -197,6 +239,7 @@ def seed_demo(session: Session, *, if_empty: bool = False, now: datetime | None 
     agents = [create_agent(session, profile_id=profile.id, name=name).id
               for name in ("Ava (front desk)", "Max (after hours)", "Luna (bookings)")]
     leads = _leads(rng, now, profile.id, agents)
+    _state_numbers(leads)
     _own_words(leads)
     session.add_all(leads)
     session.flush()

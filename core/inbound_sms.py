@@ -10,16 +10,25 @@ does the rest, the same way for both.
   64.1200(a)(10)) lets a customer revoke consent "by any reasonable method": the words *stop,
   quit, end, revoke, opt out, cancel, unsubscribe* always count, and other words count when a
   reasonable person would read them as a request to stop.  The message is cut into clauses (at
-  punctuation, emoji and "but"/"and"/"so"); it is a request to stop when one clause, apart from
-  politeness ("please", "can you", "thanks", "now"), *is* an opt-out word, or *starts with* a plain
-  request ("stop texting me…", "don't text me…", "take me off…", "leave me alone…").  So
-  "Stop texting me!! 😡" and "Who is this? Please stop" opt out, while "can't stop smiling, see you
-  Saturday" and "Don't stop sending me deals" are replies: there, "stop" is part of another
-  sentence;
-- START, UNSTOP — and YES from a number that has opted out — ask to be texted again;
+  punctuation, emoji and "but"/"and"/"so" — not at the "and" of "stop texting and calling me"); it is
+  a request to stop when one clause, apart from politeness ("please", "can you", "thanks", "now"),
+  *is* an opt-out word, or *starts with* a plain request ("stop texting me…", "quit calling me…",
+  "don't call or text me…", "take me off…", "lose my number…", "leave me alone…").  So "Stop texting
+  me!! 😡" and "Who is this? Please stop" opt out, while "can't stop smiling, see you Saturday" and
+  "Stop by later?" are replies: there, "stop" is part of another sentence.  A request stops texts;
+  one that names calls, contact in general or the number itself ("stop calling me", "leave me
+  alone", "wrong number") stops calls as well (each rule's ``channels``);
+- START, UNSTOP — and YES from a number that has opted out — ask to be texted again (texts only: a
+  request that stopped calls is not undone by a text);
 - HELP, INFO ask who is texting;
 - anything else is a reply; a positive one (YES, "book me in", 👍, … with no "no", "not", "later"
   in it) also converts.
+
+Every reading says why (:attr:`Meaning.why`, kept with the text's events as ``why`` and ``rule``): an
+opt-out names the clause and the rule ("“stop calling me” asks to stop calls and texts (rule 'stop
+calling')"); a reply that looks like a request names the reading of :data:`NOT_REVOCATION` that
+explains it ("'stop' is followed by 'by later': a visit, not a request to stop texts"), else "no
+request to stop".  Those readings explain; they never overrule a rule.
 
 **Which businesses it concerns.**  A text is an answer to the number it was sent to (Twilio's
 ``To``, Vonage's ``to``).  A business with its own sender (``profiles.sms_from``, which its own
@@ -30,10 +39,14 @@ before it has texted the customer through us.
 
 **What it does.**  A request to stop records an SMS opt-out (source ``sms_stop``) of the number with
 every business it concerns — honoured from the next send, since the dispatcher checks opt-outs
-again immediately before each text — and is answered with one confirmation naming them (47 CFR
-64.1200(a)(11) allows that one text).  Opting back in removes only the opt-outs STOP created
-(opt-outs recorded by staff stay).  HELP is answered with the name and phone of the business that
-texted the number last.  A reply is a response of the most recent text sent to the number.
+again immediately before each text — and a call opt-out (source ``sms_stop`` as well) when it stops
+calls too; it is answered with one confirmation naming them (47 CFR 64.1200(a)(11) allows that one
+text).  A number that has opted out and asks again gets the confirmation again, and nothing else
+changes: it asks because it is not sure it worked, and Twilio's own STOP handling answers every
+opt-out keyword it receives the same way.  Opting back in removes only the SMS opt-outs STOP created
+(opt-outs recorded by staff, and calls stopped by a text, stay).  HELP is answered with the name
+and phone of the business that texted the number last.  A reply is a response of the most recent
+text sent to the number.
 
 The provider's id of the inbound text is the id of the first event it records, so a replayed
 webhook changes nothing — not even an opt-in — and is reported as a replay.
@@ -71,6 +84,17 @@ FCC_REASONABLE = ("FCC 24-24, 47 CFR 64.1200(a)(10): other words revoke consent 
                   "understand them as a request to stop")
 CARRIER_WORDS = ("CTIA Messaging Principles and Best Practices (2023), consumer opt-out: STOP, STOPALL, UNSUBSCRIBE, "
                  "CANCEL, END and QUIT are the carriers' opt-out keywords")
+# What a request stops.  Texts always: it answers a text.  Calls too when it names calls ("stop calling me",
+# "don't call or text me"), contact in general ("stop contacting me", "leave me alone") or the number itself ("lose
+# my number", "wrong number"): consent to calls is revoked by the same "any reasonable method", and a caller may
+# not read a request about its calls that reached it by text as being about texts only (FCC 24-24 goes further:
+# one revocation is to cover all of a caller's robocalls and robotexts, a part whose effective date the FCC
+# deferred).  E-mail is another contact, kept by its own opt-outs.
+TEXTS = ("sms",)
+TEXTS_AND_CALLS = ("sms", "call")
+FCC_CALLS = (f"{FCC_REASONABLE}; it names calls, and consent to calls is revoked the same way: calls stop too (and "
+             f"texts, as the request came by text)")
+FCC_NUMBER = f"{FCC_REASONABLE}; it asks that the number not be used at all, so calls stop as well as texts"
 
 
 @dataclass(frozen=True)
@@ -81,33 +105,117 @@ class Rule:
     pattern: str
     whole: bool  # the clause is exactly this (politeness aside); otherwise the clause starts with it
     source: str
+    channels: tuple[str, ...] = TEXTS  # what the request stops
 
+
+_TEXT = r"(?:text|txt|message|msg|sms)"  # "don't text me"
+_TEXTING = r"(?:texting|txting|texing|messaging|msging|sending|spamming)"  # "stop texting me"
+_CALL = r"(?:call|phone|robocall|contact|reach out to)"  # "don't call me": contact covers calls
+_CALLING = r"(?:calling|phoning|ringing|robocalling|contacting|reaching out)"  # "stop calling me"
+_TEXTS = r"(?:texts?|txts?|text messages|messages|msgs|sms)"  # "no more texts"
+_CALLS = r"(?:calls|phone calls|robocalls|robo calls)"  # "no more calls"
+_AND = r"(?:or|and|n|nor)"
+# whom not to call or text, or nothing more ("do not call"): not "don't call it a comeback", "don't text and drive"
+_ME = r"(?: me| us| this (?:number|phone)| my (?:number|phone|cell)| here|$)"
+_THESE = r"(?:(?:the|these|those|this|your|all|all of|any|my) )*"  # "stop all these texts"
 
 REVOCATION: tuple[Rule, ...] = (
-    Rule("keyword", r"st+o+p+|unsubscribe|cancel|end|quit|revoke|opt ?out", True, FCC_WORDS),
+    Rule("keyword", r"(?:st+o+p+|unsubscribe|cancel|end|quit|revoke|opt ?out)(?: st+o+p+)*", True, FCC_WORDS),
     Rule("carrier keyword", r"stop ?all|unsub", True, CARRIER_WORDS),
     Rule("stop this", r"stop (?:it|this|that|them|these|those|all of (?:it|this|these|them))", True, FCC_REASONABLE),
-    Rule("stop texting", r"stop (?:texting|txting|texing|messaging|msging|sending|contacting|spamming|bugging"
-                         r"|bothering|harass?ing)", False, FCC_REASONABLE),
-    Rule("don't text me", r"(?:don'?t|do not|never|dont you) (?:ever )?(?:text|txt|message|msg|sms|contact|spam"
-                          r"|bother)(?: me| us| this number)?", False, FCC_REASONABLE),
+    # "quit" is one of the words FCC 24-24 names; "quit it" is "stop it"
+    Rule("quit it", r"quit (?:it|this|that|them|these|those)", True, f"{FCC_REASONABLE}; 'quit' is one of its words"),
+    Rule("stop the texts", rf"(?:stop|quit|end|cancel) {_THESE}(?:{_TEXTS}|spam|promos?|promotions|offers|alerts"
+                           r"|notifications|reminders)", False, FCC_REASONABLE),
+    # texts and calls named together ("stop texting and calling me", "stop the calls") stop both
+    Rule("stop calling", rf"(?:stop|quit|cease) (?:{_TEXTING}(?: me)? {_AND} )?{_CALLING}"
+                         rf"|(?:stop|quit|end|cancel) {_THESE}(?:{_TEXTS} {_AND} )?{_CALLS}", False, FCC_CALLS,
+         TEXTS_AND_CALLS),
+    Rule("stop texting", rf"stop (?:{_TEXTING}|bugging|bothering|harass?ing)", False, FCC_REASONABLE),
+    Rule("quit texting", rf"quit (?:{_TEXTING}|bugging|bothering|harass?ing)", False,
+         f"{FCC_REASONABLE}; 'quit' is one of its words"),
+    # "don't call or text me", "do not text or call this number", "never contact me again"
+    Rule("don't call me", rf"(?:don'?t|do not|never|dont you) (?:ever )?(?:{_TEXT} {_AND} )?{_CALL}"
+                          rf"(?: {_AND} {_TEXT})?{_ME}", False, FCC_CALLS, TEXTS_AND_CALLS),
+    Rule("don't text me", rf"(?:don'?t|do not|never|dont you) (?:ever )?(?:(?:{_TEXT}|spam){_ME}|bother(?: me| us)?)",
+         False, FCC_REASONABLE),
     Rule("take me off", r"(?:remove|delete|take|drop|scratch) (?:me|my number|this number) (?:off|from|out)",
          False, FCC_REASONABLE),
-    Rule("remove me", r"(?:remove|delete) (?:me|my number|this number)", True, FCC_REASONABLE),
+    Rule("remove me", r"(?:remove|delete) me", True, FCC_REASONABLE),
+    # the number itself dropped: it is not to be used at all
+    Rule("lose my number", r"(?:lose|delete|erase|forget|remove|trash|toss|burn) (?:my|this) (?:phone )?"
+                           r"(?:number|contact(?: info)?|info|details)", False, FCC_NUMBER, TEXTS_AND_CALLS),
     Rule("opt me out", r"opt me out|sign me (?:out|off)|unsub(?:scribe)? me", False, FCC_REASONABLE),
-    Rule("leave me alone", r"leave me alone", False, FCC_REASONABLE),
+    Rule("already unsubscribed", r"i(?: already| have already|'?ve already| already have| have|'?ve)? "
+                                 r"(?:unsubscribed|opted out|said stop|texted stop|replied stop|sent stop"
+                                 r"|told you (?:to )?stop|asked (?:you )?to (?:stop|be removed))"
+                                 r"(?: already| yesterday| before| twice| last (?:week|month|time)"
+                                 r"| (?:a|one|two|three|\d+|many|several|\w+) (?:times|days? ago|weeks? ago"
+                                 r"|months? ago))?", True,
+         f"{FCC_REASONABLE}; a customer who says they already asked has asked"),
+    Rule("leave me alone", r"leave me alone", False, FCC_NUMBER, TEXTS_AND_CALLS),
+    Rule("no more calls", rf"no more (?:{_TEXTS} {_AND} )?{_CALLS}", False, FCC_CALLS, TEXTS_AND_CALLS),
     Rule("no more texts", r"no more (?:texts?|txts?|text messages|messages|msgs|sms|spam|of (?:these|this|your)"
                           r"|promos?|promotions|offers|marketing)", False, FCC_REASONABLE),
     Rule("I want to opt out", r"(?:i want|i wish|i need|i would like|i'?d like|i would love|i'?d love) to "
                               r"(?:unsubscribe|opt out|stop (?:receiving|getting)|be removed)", False, FCC_REASONABLE),
+    Rule("I don't want calls", rf"i (?:don'?t|do not) want (?:to (?:receive|get) )?(?:any ?more |more |your |these "
+                               rf"|those |any |this |the )*(?:{_TEXTS} {_AND} )?{_CALLS}", False, FCC_CALLS,
+         TEXTS_AND_CALLS),
     Rule("I don't want texts", r"i (?:don'?t|do not) want (?:to (?:receive|get) )?(?:any ?more |more |your |these "
                                r"|those |any |this |the )*(?:texts?|txts?|messages|msgs|sms|spam)", False,
          FCC_REASONABLE),
-    Rule("wrong number", r"wrong (?:number|person)", False,
-         f"{FCC_REASONABLE}; the number's holder never agreed to these texts"),
+    # the one answering never agreed to anything: consent to call or text a number is its current holder's (a
+    # previous holder's does not pass on — the premise of the FCC's Reassigned Numbers Database, FCC 18-177), so
+    # a "wrong number" tells us there is no consent for calls or texts, whatever our records say
+    Rule("wrong number", r"(?:(?:you|u) (?:have|got|'?ve got|have got|texted|called|reached|'?ve reached|must have"
+                         r"|have texted|have called) (?:the |a )?|(?:this|it) is (?:the |a )?)?wrong (?:number|person"
+                         r"|phone)", False,
+         f"{FCC_REASONABLE}; the number's holder never agreed to these texts or calls (a previous holder's consent "
+         f"is not theirs: FCC 18-177, Reassigned Numbers Database)", TEXTS_AND_CALLS),
     Rule("Spanish", r"parar|pare|alto|basta|cancelar|no mas(?: mensajes| textos)?|dar(?:me)? de baja", True,
          f"{FCC_REASONABLE}, in Spanish"),
 )
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Why a clause that looks like a request to stop is not one: a regular expression searched in one normalized
+    clause, and the reason in words (``{word}``, ``{rest}``: what the expression's groups found)."""
+
+    name: str
+    pattern: str
+    why: str
+
+
+# Read only when no clause of the text asks to stop (:data:`REVOCATION` decides): they explain a reply, they never
+# overrule a request.  First match wins, clause by clause.
+NOT_REVOCATION: tuple[Reading, ...] = (
+    Reading("negated", r"\b(?P<word>(?:don'?t|do not|never|can'?t|cannot|can not|couldn'?t|won'?t|wont|wouldn'?t"
+                       r"|didn'?t|doesn'?t|not|no need to) (?:ever )?(?:stop|quit|end|cancel))\b",
+            "'{word}' is negated: it does not ask us to stop"),
+    Reading("a visit", r"\b(?P<word>stop(?:ped|ping|s)?|swing|pop) (?P<rest>(?:by|in|over|past|round|around"
+                       r"|through)\b(?: [\w']+){0,2})",
+            "'{word}' is followed by '{rest}': a visit, not a request to stop texts"),
+    Reading("a place", r"\b(?P<word>(?:bus|train|subway|metro|truck|pit|rest|next|last|first|one|a|the|your|my|our"
+                       r"|every) stop)\b",
+            "'{word}' names a place, not a request to stop"),
+    Reading("a time", r"\b(?P<word>end of (?:the |this |next )?[\w']+)",
+            "'{word}' is a time, not a request to stop"),
+    Reading("something else", r"\b(?P<word>cancel|end|quit|remove|delete|drop|take off) (?P<rest>(?:my|the|our|this"
+                              r"|that|an?|his|her|their|tomorrow'?s|today'?s|saturday'?s|it for|for)\b(?: [\w']+)?)",
+            "'{word} {rest}' is about something else (an appointment, an order), not the texts"),
+    Reading("another word", r"\b(?P<word>stopped|stopping|stoppable|unstoppable|nonstop|stops|quitting|quits|quite"
+                            r"|ended|ending|endless|cancelled|canceled|cancelling|canceling|cancellation"
+                            r"|unsubscribed|removed)\b",
+            "'{word}' only resembles an opt-out word: it asks nothing of us"),
+    Reading("asks to be contacted", r"\b(?P<word>(?:text|txt|call|message|msg|email|ring|phone|contact) (?:me|us))\b",
+            "'{word}' asks to be contacted, the opposite of a request to stop"),
+    Reading("mentions stop", r"\b(?P<word>stop|stopall|unsubscribe|unsub|cancel|end|quit|revoke|optout|opt out"
+                             r"|remove|delete)\b",
+            "mentions '{word}' but does not ask to stop texting"),
+)
+NO_REQUEST = "no request to stop"
 
 # politeness around a request, dropped before the rules are matched
 _LEAD = (r"(?:please|pls|plz|kindly|just|ok|okay|hey|hi|hello|sorry|yes|yeah|no|nope|thanks|thank you|seriously"
@@ -120,9 +228,16 @@ _LEAD_RE = re.compile(rf"^{_LEAD}\s+")
 _TRAIL_RE = re.compile(rf"(?:\s+{_TRAIL})+$")
 _COMPILED = tuple((rule, re.compile(rf"(?:{rule.pattern})" + ("" if rule.whole else r"(?:\s.*)?")))
                   for rule in REVOCATION)
-# words that join two thoughts: each side is a clause of its own
-_JOINERS = re.compile(r"\s+(?:but|and|so|then|because|cause|cuz|though)\s+")
-_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "-": " ", "_": " ", "–": " ", "—": " "})
+_READINGS = tuple((reading, re.compile(reading.pattern)) for reading in NOT_REVOCATION)
+# words that join two thoughts: each side is a clause of its own ...
+_JOIN_WORDS = frozenset({"but", "and", "so", "then", "because", "cause", "cuz", "though"})
+# ... except an "and" inside one request to stop two media: "stop texting and calling me", "no more texts and calls"
+_MEDIUM = re.compile(r"call|calls|calling|text|texts|texting|txt|txts|txting|message|messages|messaging|msg|msgs"
+                     r"|phone|phoning|email|emails|emailing|sms|contact|contacting")
+_MEDIUM_GOES_ON = re.compile(r"calls|calling|texts|texting|txts|txting|messages|messaging|msgs|phoning|emails"
+                             r"|emailing|contacting|robocalls|robocalling|spamming")
+_APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "-": " ", "_": " ", "–": " ", "—": " ",
+                              "&": " and ", "/": " or ", "#": " number "})
 
 OPT_IN_WORDS = ("START", "UNSTOP")  # CTIA Messaging Principles; YES too when the number has opted out
 YES_WORDS = ("YES", "Y")
@@ -138,15 +253,38 @@ NEGATIVE_WORDS = frozenset({"no", "not", "don't", "dont", "never", "later", "bus
 
 @dataclass(frozen=True)
 class Meaning:
-    """What an inbound text asks for."""
+    """What an inbound text asks for, and why it was read so."""
 
     kind: str  # OPT_OUT | OPT_IN | HELP | REPLY
-    rule: str | None = None  # the revocation rule that recognised an opt-out
+    # the entry that decided: for an opt-out the REVOCATION rule; for a reply that looks like a request to stop, the
+    # NOT_REVOCATION reading that explains it (None: nothing in it looked like one)
+    rule: str | None = None
+    why: str = ""  # in words, for the shop owner and the reviewer: kept with the text's event
+    channels: tuple[str, ...] = ()  # what an opt-out stops: ("sms",) or ("sms", "call")
 
 
 def keyword(text: str) -> str:
     """The whole message as a keyword: trimmed, upper-cased, punctuation dropped."""
     return re.sub(r"[\s.!?,;:'\"]+", " ", text).strip().upper()
+
+
+def _split(words: list[str]) -> list[list[str]]:
+    """Words cut into clauses at the words that join two thoughts (see :data:`_JOIN_WORDS`)."""
+    out: list[list[str]] = []
+    current: list[str] = []
+    for i, word in enumerate(words):
+        after = words[i + 1] if i + 1 < len(words) else ""
+        one_request = word == "and" and current and after and (
+            _MEDIUM_GOES_ON.fullmatch(after) or (_MEDIUM.fullmatch(current[-1]) and _MEDIUM.fullmatch(after)))
+        if word in _JOIN_WORDS and not one_request:
+            if current:
+                out.append(current)
+            current = []
+        else:
+            current.append(word)
+    if current:
+        out.append(current)
+    return out
 
 
 def clauses(text: str) -> list[str]:
@@ -157,28 +295,55 @@ def clauses(text: str) -> list[str]:
     marked = re.sub(r"[^a-z0-9' \t]+", "|", plain)
     out = []
     for chunk in marked.split("|"):
-        for clause in _JOINERS.split(" " + " ".join(chunk.split()) + " "):
-            words = " ".join(clause.strip(" '").split())
+        for clause in _split(chunk.split()):
+            words = " ".join(" ".join(clause).strip(" '").split())
             if words:
                 out.append(words)
     return out
 
 
-def revocation(text: str) -> Rule | None:
-    """The rule by which ``text`` asks to stop texting, or ``None`` when it does not."""
+def revocations(text: str) -> list[tuple[Rule, str]]:
+    """Every rule by which ``text`` asks to stop, each with the clause it read, in order (clause by clause, then
+    :data:`REVOCATION`'s order); empty when it does not ask to stop."""
+    found: list[tuple[Rule, str]] = []
     for clause in clauses(text):
         core = _TRAIL_RE.sub("", clause)
         # the clause as it is, then without each word of politeness in front in turn ("no more texts" is a
         # request of its own before "no" is taken for politeness)
         while core:
-            for rule, regex in _COMPILED:
-                if regex.fullmatch(core):
-                    return rule
+            matched = [rule for rule, regex in _COMPILED if regex.fullmatch(core)]
+            if matched:
+                found += [(rule, clause) for rule in matched if rule not in {r for r, _ in found}]
+                break
             lead = _LEAD_RE.match(core)
             if lead is None:
                 break
             core = core[lead.end():]
-    return None
+    return found
+
+
+def revocation(text: str) -> Rule | None:
+    """The first rule by which ``text`` asks to stop, or ``None`` when it does not."""
+    found = revocations(text)
+    return found[0][0] if found else None
+
+
+def not_a_request(text: str) -> tuple[Reading | None, str]:
+    """Why ``text`` — which asks nobody to stop — is not a request to stop: the first reading of
+    :data:`NOT_REVOCATION` that fits one of its clauses, with its reason in words; ``(None, "no request to
+    stop")`` when nothing in it looks like one."""
+    for clause in clauses(text):
+        for reading, regex in _READINGS:
+            found = regex.search(clause)
+            if found is not None:
+                groups = {k: v for k, v in found.groupdict().items() if v is not None}
+                why = reading.why.format(word=groups.get("word", ""), rest=groups.get("rest", ""))
+                return reading, why + (f": “{clause}”" if reading.name == "mentions stop" else "")
+    return None, NO_REQUEST
+
+
+def _what(channels: tuple[str, ...]) -> str:
+    return "calls and texts" if "call" in channels else "texts"
 
 
 def is_positive(text: str) -> bool:
@@ -195,20 +360,26 @@ def is_positive(text: str) -> bool:
 
 
 def meaning(text: str, *, opted_out: bool = False, hint: str | None = None) -> Meaning:
-    """What ``text`` asks for.  ``opted_out``: the number has opted out by STOP (then YES asks back in);
+    """What ``text`` asks for, and why.  ``opted_out``: the number has opted out by STOP (then YES asks back in);
     ``hint``: the provider's own reading of the keyword (Twilio Advanced Opt-Out's ``OptOutType``)."""
     hint = (hint or "").strip().upper()
     word = keyword(text)
     if hint == "STOP":
-        return Meaning(OPT_OUT, "the provider's opt-out keyword")
-    rule = revocation(text)
-    if rule is not None:
-        return Meaning(OPT_OUT, rule.name)
+        return Meaning(OPT_OUT, "the provider's opt-out keyword",
+                       "the provider (Twilio Advanced Opt-Out) read it as an opt-out keyword", TEXTS)
+    found = revocations(text)
+    if found:
+        rule, clause = found[0]
+        channels = tuple(c for c in TEXTS_AND_CALLS if any(c in r.channels for r, _ in found))
+        return Meaning(OPT_OUT, rule.name, f"“{clause}” asks to stop {_what(channels)} (rule '{rule.name}')",
+                       channels)
     if hint == "START" or word in OPT_IN_WORDS or (opted_out and word in YES_WORDS):
-        return Meaning(OPT_IN)
+        return Meaning(OPT_IN, why=f"“{word or hint}” asks to be texted again"
+                       + (" (the number had opted out)" if word in YES_WORDS else ""))
     if hint == "HELP" or word in HELP_WORDS:
-        return Meaning(HELP)
-    return Meaning(REPLY)
+        return Meaning(HELP, why=f"“{word or hint}” asks who is texting")
+    reading, why = not_a_request(text)
+    return Meaning(REPLY, reading.name if reading else None, why)
 
 
 # --- which businesses a text concerns (pure) ---------------------------------------------------------------
@@ -278,6 +449,8 @@ class Handled:
     businesses: tuple[uuid.UUID, ...] = ()  # the businesses it concerned
     owner: uuid.UUID | None = None  # the business whose own number the customer texted (its account answers)
     applied: int = 0  # events applied to a campaign recipient
+    why: str = ""  # why the text was read so (:attr:`Meaning.why`)
+    channels: tuple[str, ...] = ()  # what an opt-out stopped: ("sms",) or ("sms", "call")
 
 
 def _phone(raw: str) -> str | None:
@@ -348,10 +521,13 @@ def _excerpt(text: str) -> str:
     return words if len(words) <= 80 else words[:79] + "…"
 
 
-def stop_reply(names: list[str]) -> str:
-    """The one confirmation of an opt-out (no marketing in it, as 47 CFR 64.1200(a)(11) requires)."""
-    return (f"You're unsubscribed{' from ' + _join(names) if names else ''} and will get no more texts. "
-            f"Reply START to resubscribe.")
+def stop_reply(names: list[str], channels: tuple[str, ...] = TEXTS) -> str:
+    """The one confirmation of an opt-out (no marketing in it, as 47 CFR 64.1200(a)(11) requires).  When it
+    stopped calls too it says so, and that START brings back the texts only."""
+    who = f" from {_join(names)}" if names else ""
+    if "call" in channels:
+        return f"You're unsubscribed{who} and will get no more texts or calls. Reply START to get texts again."
+    return f"You're unsubscribed{who} and will get no more texts. Reply START to resubscribe."
 
 
 def handle(session: Session, text: InboundText, *, now: datetime | None = None) -> Handled:
@@ -372,7 +548,9 @@ def handle(session: Session, text: InboundText, *, now: datetime | None = None) 
         OptOut.profile_id.in_(profiles)))) if profiles else set()
     said = meaning(text.text, opted_out=bool(stopped), hint=text.hint)
     common: dict[str, Any] = {"provider": text.provider, "channel": "sms", "occurred_at": now}
-    payload: dict[str, Any] = {"text": text.text[:1600], "from": phone, "to": text.to}
+    # why it was read so goes with every event of the text: the customer's page and the event feed can say it
+    payload: dict[str, Any] = {"text": text.text[:1600], "from": phone, "to": text.to, "why": said.why,
+                               "rule": said.rule}
     applied = 0
 
     def first(kind: str, extra: dict[str, Any] | None = None) -> bool:
@@ -393,11 +571,11 @@ def handle(session: Session, text: InboundText, *, now: datetime | None = None) 
         applied += done.applied
 
     def result(kind: str, reply: str | None, fresh: bool) -> Handled:
-        return Handled(kind, reply, not fresh, phone, tuple(profiles), owner, applied)
+        return Handled(kind, reply, not fresh, phone, tuple(profiles), owner, applied, said.why, said.channels)
 
     if said.kind == OPT_OUT:
         reason = f"replied “{_excerpt(text.text) or 'STOP'}”"
-        extra = {"reason": reason, "rule": said.rule}
+        extra = {"reason": reason, "channels": list(said.channels)}
         fresh = first("opted_out", extra)
         if fresh:
             each("opted_out", with_text[1:], extra)
@@ -405,7 +583,11 @@ def handle(session: Session, text: InboundText, *, now: datetime | None = None) 
                 if t.recipient_id is None:  # no text of its own to hang the opt-out on: recorded directly
                     record_opt_out(session, profile_id=t.profile_id, contact=phone, channel="sms",
                                    source="sms_stop", reason=reason, now=now)
-        return result(OPT_OUT, stop_reply(_names(session, profiles)), fresh)
+                if "call" in said.channels:  # the event stops texts; calls are recorded here, for every business
+                    record_opt_out(session, profile_id=t.profile_id, contact=phone, channel="call",
+                                   source="sms_stop", reason=reason, now=now)
+        # every request is confirmed, a repeated STOP too (as the carriers do): one text, no marketing in it
+        return result(OPT_OUT, stop_reply(_names(session, profiles), said.channels), fresh)
 
     if said.kind == OPT_IN:
         fresh = first("opted_in")

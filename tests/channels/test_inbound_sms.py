@@ -22,6 +22,7 @@ OPT_OUTS = [
     # the words FCC 24-24 names, and the carriers' keywords, however they are typed
     "STOP", "stop", "Stop.", "  STOPALL ", "stop all", "unsubscribe", "Cancel", "END", "quit", "REVOKE", "optout",
     "opt out", "Opt-Out", "STOP!", "STOP🛑", "Stoppp", "unsub", "Stop please", "Cancel please", "STOP NOW!!!",
+    "STOP STOP STOP",
     # plainly asking, with politeness, punctuation and emoji around it
     "please stop", "Please stop texting me!! 😡", "Who is this? Stop texting me", "stop messaging me",
     "Stop sending me these", "Can you stop texting me", "You can stop texting me now, thanks", "i said stop",
@@ -31,6 +32,13 @@ OPT_OUTS = [
     "Don't contact me", "leave me alone", "Leave me alone 🙄", "No more texts please", "please no more messages",
     "I want to unsubscribe", "I’d like to opt out", "i don't want these texts", "I do not want any more messages",
     "Unsubscribe me", "opt me out", "Wrong number", "wrong number, this is Dave", "no más", "Alto", "basta",
+    # the audit's false negatives: "quit …", calls, the number itself
+    "quit texting me", "quit messaging me", "Quit it", "Quit it!!", "Don't call or text me", "stop calling me",
+    "Don't call me again", "lose my number", "Lose my number pls", "quit calling me", "Please stop contacting me",
+    "do not call/text this number", "Stop texting and calling me!", "stop texting me and calling me",
+    "don't text and call me", "Do not call", "no more calls", "No more texts or calls", "I don't want your calls",
+    "stop the texts", "Stop these messages", "Cancel the reminders", "You have the wrong number", "wrong #",
+    "I already unsubscribed", "I've already opted out twice", "don't bother",
 ]
 REPLIES = [
     # "stop", "end", "cancel" … in another sense
@@ -39,6 +47,12 @@ REPLIES = [
     "See you at the end of the month", "the end", "no end in sight", "Cancel my 3pm appointment",
     "Can I end my membership and rejoin later?", "quitting smoking so I need the massage lol", "unstoppable deal",
     "Don't stop!", "Remove the gel polish too?", "sign me up!",
+    # the audit's near-misses
+    "Stop by later?", "Can I stop by at 3?", "I'll stop in tomorrow", "don't stop the deals!",
+    "Is the bus stop near you?", "End of the month works", "Can you cancel my 3pm and rebook?",
+    "Quite busy, call me next week", "I can't stop thinking about your pizza", "Remove the onions from my order",
+    "Please text me the address", "stopped by yesterday, you were closed", "don't call it a comeback",
+    "Don't text while driving", "I unsubscribed by mistake, add me back",
     # ordinary answers
     "Yes please! Can I come in on Saturday?", "Sounds great, book me in for next week.", "👍", "ok", "Thanks!",
     "Maybe later, busy month.", "No thanks", "Who is this?", "yes but not this month", "not interested right now",
@@ -50,18 +64,82 @@ def test_a_request_to_stop_opts_out(text):
     said = meaning(text)
     assert said.kind == OPT_OUT, text
     assert said.rule in {rule.name for rule in inbound_sms.REVOCATION}
+    assert f"(rule '{said.rule}')" in said.why and said.channels in (("sms",), ("sms", "call"))
 
 
 @pytest.mark.parametrize("text", REPLIES)
 def test_stop_in_another_sense_is_a_reply(text):
-    assert meaning(text).kind == REPLY, text
+    said = meaning(text)
+    assert said.kind == REPLY, text
+    assert said.why and said.channels == ()
+    assert said.rule is None or said.rule in {reading.name for reading in inbound_sms.NOT_REVOCATION}
 
 
 def test_every_rule_cites_its_source_and_is_used():
     for rule in inbound_sms.REVOCATION:
         assert "FCC 24-24" in rule.source or "CTIA" in rule.source, rule.name
+        assert rule.channels in (("sms",), ("sms", "call")), rule.name
     used = {meaning(text).rule for text in OPT_OUTS}
     assert used == {rule.name for rule in inbound_sms.REVOCATION}
+
+
+def test_every_reading_of_a_reply_says_why_and_is_used():
+    for reading in inbound_sms.NOT_REVOCATION:
+        assert reading.why and "{word}" in reading.why, reading.name
+    used = {meaning(text).rule for text in REPLIES}
+    assert used == {reading.name for reading in inbound_sms.NOT_REVOCATION} | {None}
+
+
+@pytest.mark.parametrize(("text", "rule", "why"), [
+    ("Stop by later?", "a visit", "'stop' is followed by 'by later': a visit, not a request to stop texts"),
+    ("stopped by yesterday, you were closed", "a visit",
+     "'stopped' is followed by 'by yesterday': a visit, not a request to stop texts"),
+    ("don't stop the deals!", "negated", "'don't stop' is negated: it does not ask us to stop"),
+    ("Is the bus stop near you?", "a place", "'bus stop' names a place, not a request to stop"),
+    ("End of the month works", "a time", "'end of the month' is a time, not a request to stop"),
+    ("Can you cancel my 3pm and rebook?", "something else",
+     "'cancel my 3pm' is about something else (an appointment, an order), not the texts"),
+    ("Remove the onions from my order", "something else",
+     "'remove the onions' is about something else (an appointment, an order), not the texts"),
+    ("Quite busy, call me next week", "another word", "'quite' only resembles an opt-out word: it asks nothing of us"),
+    ("Please text me the address", "asks to be contacted",
+     "'text me' asks to be contacted, the opposite of a request to stop"),
+    ("No end in sight!", "mentions stop", "mentions 'end' but does not ask to stop texting: “no end in sight”"),
+    ("Who is this?", None, "no request to stop"),
+])
+def test_a_reply_says_why_it_is_not_a_request_to_stop(text, rule, why):
+    assert meaning(text) == inbound_sms.Meaning(REPLY, rule, why)
+
+
+@pytest.mark.parametrize(("text", "rule", "why"), [
+    ("Please stop texting me!! 😡", "stop texting",
+     "“please stop texting me” asks to stop texts (rule 'stop texting')"),
+    ("Who is this? Stop calling me", "stop calling",
+     "“stop calling me” asks to stop calls and texts (rule 'stop calling')"),
+    ("STOP", "keyword", "“stop” asks to stop texts (rule 'keyword')"),
+])
+def test_an_opt_out_says_which_words_and_rule(text, rule, why):
+    said = meaning(text)
+    assert (said.kind, said.rule, said.why) == (OPT_OUT, rule, why)
+
+
+@pytest.mark.parametrize(("text", "channels"), [
+    # texts only: the request is about texts, or names nothing else
+    ("STOP", ("sms",)), ("stop texting me", ("sms",)), ("take me off your list", ("sms",)), ("remove me", ("sms",)),
+    ("Don't text, just call", ("sms",)), ("Stop texting and call me instead", ("sms",)),
+    # calls too: it names calls, contact in general, or the number itself
+    ("stop calling me", ("sms", "call")), ("Don't call me again", ("sms", "call")),
+    ("Don't call or text me", ("sms", "call")), ("quit calling me", ("sms", "call")),
+    ("stop contacting me", ("sms", "call")), ("lose my number", ("sms", "call")), ("leave me alone", ("sms", "call")),
+    ("wrong number", ("sms", "call")), ("No more texts or calls", ("sms", "call")),
+    ("Stop texting me and calling me", ("sms", "call")),
+    ("Stop texting me. Stop calling me too.", ("sms", "call")),  # two requests: both count
+    # asked for texts instead, but a request that names calls, by text, stops both (START brings texts back)
+    ("Don't call me, just text", ("sms", "call")),
+])
+def test_what_a_request_stops(text, channels):
+    said = meaning(text)
+    assert said.kind == OPT_OUT and said.channels == channels, said
 
 
 @pytest.mark.parametrize(("text", "opted_out", "hint", "kind"), [
@@ -235,3 +313,54 @@ def test_replies_go_to_the_latest_text_from_the_number_written_to(session, shops
 def test_a_sender_that_is_not_a_phone_number_is_ignored(session, shops, now):
     done = inbound_sms.handle(session, _text("STOP", sender="VONAGE"), now=now)
     assert done.kind == inbound_sms.IGNORED and done.reply is None and _stopped(session) == {}
+
+
+def _opt_outs(session: Session) -> set[tuple[str, str, str]]:
+    """``{(business, channel, source)}`` of PHONE."""
+    rows = session.execute(select(Profile.business_name, OptOut.channel, OptOut.source)
+                           .join(OptOut, OptOut.profile_id == Profile.id).where(OptOut.contact == PHONE)).all()
+    session.commit()
+    return {(r[0], r[1], r[2]) for r in rows}
+
+
+def test_a_text_asking_to_stop_calls_stops_calls_and_texts(session, shops, now):
+    done = inbound_sms.handle(session, _text("Stop calling me"), now=now)
+    assert done.kind == OPT_OUT and done.channels == ("sms", "call")
+    assert done.reply == ("You're unsubscribed from Studio Nine and Bella Vista and will get no more texts or calls. "
+                          "Reply START to get texts again.")
+    assert _opt_outs(session) == {(name, channel, "sms_stop") for name in ("Bella Vista", "Studio Nine")
+                                  for channel in ("sms", "call")}
+    (reason,) = set(session.scalars(select(OptOut.reason).where(OptOut.contact == PHONE)))
+    assert reason == "replied “Stop calling me”"
+    # START brings the texts back, not the calls: a text is no consent to be called
+    back = inbound_sms.handle(session, _text("START"), now=now)
+    assert back.kind == OPT_IN
+    assert _opt_outs(session) == {(name, "call", "sms_stop") for name in ("Bella Vista", "Studio Nine")}
+
+
+def test_a_request_to_stop_texts_leaves_calls_alone(session, shops, now):
+    done = inbound_sms.handle(session, _text("Please stop texting me"), now=now)
+    assert done.channels == ("sms",)
+    assert {channel for _, channel, _ in _opt_outs(session)} == {"sms"}
+
+
+def test_a_second_stop_is_confirmed_again_and_changes_nothing_else(session, shops, now):
+    first = inbound_sms.handle(session, _text("STOP"), now=now)
+    before = _opt_outs(session)
+    again = inbound_sms.handle(session, _text("stop"), now=now + timedelta(minutes=3))
+    assert again.kind == OPT_OUT and not again.replayed and again.reply == first.reply
+    assert _opt_outs(session) == before
+    stops = session.scalars(select(OutreachEvent.type).where(OutreachEvent.type == "opted_out")).all()
+    assert len(stops) == 4  # each text on the timeline of both businesses it concerns
+
+
+def test_why_a_text_was_read_so_is_kept_with_its_event(session, shops, now):
+    inbound_sms.handle(session, _text("Stop by later?"), now=now)
+    inbound_sms.handle(session, _text("Quit it!!"), now=now)
+    payloads = {e.type: e.payload for e in session.scalars(select(OutreachEvent).where(
+        OutreachEvent.provider == "vonage", OutreachEvent.provider_event_id.not_like("%:%")))}
+    assert payloads["replied"]["rule"] == "a visit"
+    assert payloads["replied"]["why"] == "'stop' is followed by 'by later': a visit, not a request to stop texts"
+    assert payloads["opted_out"]["rule"] == "quit it" and payloads["opted_out"]["channels"] == ["sms"]
+    assert payloads["opted_out"]["why"] == "“quit it” asks to stop texts (rule 'quit it')"
+    assert _opt_outs(session) == {(name, "sms", "sms_stop") for name in ("Bella Vista", "Studio Nine")}

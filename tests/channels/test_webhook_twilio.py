@@ -4,12 +4,14 @@ delivery reports, and every kind of text a customer sends back."""
 from __future__ import annotations
 
 from urllib.parse import urlencode
+from xml.etree import ElementTree
 
 import pytest
 from fastapi.testclient import TestClient
 
 import api
-from core.optouts import record_opt_out
+from core.inbound_sms import meaning
+from core.optouts import is_opted_out, record_opt_out
 from tests.channels import helpers as h
 from tests.fakes.twilio import FakeTwilio
 
@@ -144,13 +146,21 @@ def inbound(fake: FakeTwilio, post, phone: str, body: str):
     return answer.text
 
 
+def messages(twiml: str) -> list[str]:
+    """The texts a TwiML answer sends back."""
+    return [m.text or "" for m in ElementTree.fromstring(twiml).iter("Message")]
+
+
 @pytest.mark.parametrize("word", ["STOP", "stop", "Stop.", "  STOPALL ", "unsubscribe", "Cancel", "END", "quit",
-                                  "REVOKE", "optout", "Stop texting me", "opt out", "STOP!"])
+                                  "REVOKE", "optout", "Stop texting me", "opt out", "STOP!", "Quit it",
+                                  "quit texting me"])
 def test_every_stop_keyword_opts_out(session, texts, fake_twilio, post, word):
     profile, cid, _ = texts
     reply = inbound(fake_twilio, post, PHONES[0], word)
     assert "<Response><Message>You're unsubscribed from Bella Vista" in reply
     assert "START" in reply
+    assert messages(reply) == ["You're unsubscribed from Bella Vista and will get no more texts. "
+                               "Reply START to resubscribe."]  # exactly one confirmation
     assert (PHONES[0], "sms", "sms_stop") in h.opt_outs(session, profile.id)
     r = h.recipient(session, cid, PHONES[0])
     assert r.status == "opted_out" and r.responded_at is None
@@ -162,6 +172,49 @@ def test_a_message_that_only_contains_stop_is_not_an_opt_out(session, texts, fak
     inbound(fake_twilio, post, PHONES[0], "Don't stop sending me deals, love them")
     assert h.opt_outs(session, profile.id) == set()
     assert h.recipient(session, cid, PHONES[0]).responded_at is not None
+
+
+def test_a_second_stop_is_confirmed_once_more_and_changes_nothing_else(session, texts, fake_twilio, post):
+    """A number that has opted out and texts STOP again is not sure it worked: it gets the one confirmation again
+    (Twilio's own STOP handling does the same), and nothing else changes."""
+    profile, cid, _ = texts
+    first = messages(inbound(fake_twilio, post, PHONES[0], "STOP"))
+    before = h.snapshot(session)
+    again = messages(inbound(fake_twilio, post, PHONES[0], "stop"))
+    assert again == first and len(again) == 1
+    after = h.snapshot(session)
+    assert after["opt_outs"] == before["opt_outs"] and after["recipients"] == before["recipients"]
+    assert h.opt_outs(session, profile.id) == {(PHONES[0], "sms", "sms_stop")}
+    assert [e.type for e in h.events(session, provider="twilio")].count("opted_out") == 2  # both on the timeline
+    h.results_match(session, cid)
+
+
+@pytest.mark.parametrize("text", ["stop calling me", "Don't call or text me", "wrong number"])
+def test_a_text_asking_to_stop_calls_opts_out_of_calls_too(session, texts, fake_twilio, post, text):
+    profile, cid, _ = texts
+    reply = messages(inbound(fake_twilio, post, PHONES[0], text))
+    assert reply == ["You're unsubscribed from Bella Vista and will get no more texts or calls. "
+                     "Reply START to get texts again."]
+    assert h.opt_outs(session, profile.id) == {(PHONES[0], "sms", "sms_stop"), (PHONES[0], "call", "sms_stop")}
+    assert is_opted_out(session, profile_id=profile.id, contact=PHONES[0], channel="call")
+    assert h.recipient(session, cid, PHONES[0]).status == "opted_out"
+    # START brings back the texts only
+    assert len(messages(inbound(fake_twilio, post, PHONES[0], "START"))) == 1
+    assert h.opt_outs(session, profile.id) == {(PHONES[0], "call", "sms_stop")}
+
+
+@pytest.mark.parametrize("text", ["Stop by later?", "Can you cancel my 3pm and rebook?",
+                                  "Quite busy, call me next week"])
+def test_a_near_miss_is_a_response_that_says_why(session, texts, fake_twilio, post, text):
+    profile, cid, _ = texts
+    reply = inbound(fake_twilio, post, PHONES[0], text)
+    assert messages(reply) == []  # no confirmation: nothing was stopped
+    assert h.opt_outs(session, profile.id) == set()
+    r = h.recipient(session, cid, PHONES[0])
+    assert r.status != "opted_out" and r.responded_at is not None and r.response_data["reply"] == text
+    (event,) = [e for e in h.events(session, provider="twilio") if e.type == "replied"]
+    said = meaning(text)  # the reason the shop owner sees: why it was not taken for a request to stop
+    assert said.rule and (event.payload["rule"], event.payload["why"]) == (said.rule, said.why)
 
 
 def test_stop_reaches_every_business_that_texted_the_number(session, factory, texts, fake_twilio, post, live, now):
@@ -188,7 +241,8 @@ def test_start_opts_back_in_but_keeps_what_staff_recorded(session, texts, fake_t
     inbound(fake_twilio, post, PHONES[1], "STOP")
     record_opt_out(session, profile_id=profile.id, contact=PHONES[1], channel="all", source="manual")
     session.commit()
-    assert "subscribed again" in inbound(fake_twilio, post, PHONES[0], "START")
+    start = inbound(fake_twilio, post, PHONES[0], "START")
+    assert len(messages(start)) == 1 and "subscribed again" in messages(start)[0]
     assert "subscribed again" in inbound(fake_twilio, post, PHONES[1], "unstop")
     assert h.opt_outs(session, profile.id) == {(PHONES[1], "all", "manual")}
     assert "opted_in" in {e.type for e in h.events(session, provider="twilio")}
@@ -211,6 +265,7 @@ def test_yes_opts_in_only_a_number_that_opted_out(session, texts, fake_twilio, p
 def test_help_answers_with_the_business(session, texts, fake_twilio, post):
     reply = inbound(fake_twilio, post, PHONES[0], "help")
     assert "Bella Vista" in reply and "+12015550188" in reply and "STOP" in reply
+    assert len(messages(reply)) == 1
     assert "Reply STOP" in inbound(fake_twilio, post, "+13125550199", "INFO")  # a stranger: no business named
 
 

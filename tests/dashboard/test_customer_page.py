@@ -134,3 +134,24 @@ def test_the_customer_list_links_to_each_customer_page(app_db, shop, session):
     # erasing stays a secondary action behind a confirmation
     erase = next(b for b in at.button if b.label == "Erase personal data…")
     assert erase.proto.type != "primary"
+
+
+def test_a_text_back_says_why_it_was_or_was_not_an_opt_out(app_db, shop, session):
+    """What a customer texted back is shown with how it was read, when the reading decided something: a reply
+    that only looks like a request to stop says why it is not one ("Stop by later?")."""
+    from core.inbound_sms import meaning
+
+    customer_id, recipients = _story(session, shop)
+    said = meaning("Can I stop by later?")
+    with h.factory(session.get_bind())() as s, s.begin():  # type: ignore[arg-type]
+        # the payload the inbound handler keeps with the text's event
+        event(s, recipients["sms"], "replied", utcnow() - timedelta(minutes=30), channel="sms",
+              payload={"text": "Can I stop by later?", "why": said.why, "rule": said.rule})
+        plain = meaning("See you Friday")
+        assert (plain.rule, plain.why) == (None, "no request to stop")
+        event(s, recipients["sms"], "replied", utcnow() - timedelta(minutes=20), channel="sms",
+              payload={"text": "See you Friday", "why": plain.why, "rule": plain.rule})
+    page = texts(open_app(shop, "customer", {"id": str(customer_id)}))
+    assert "“Can I stop by later?”" in page
+    assert "'stop' is followed by 'by later': a visit, not a request to stop texts" in page
+    assert "“See you Friday”" in page and "no request to stop" not in page  # a plain reply carries no note
