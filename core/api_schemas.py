@@ -632,7 +632,7 @@ class CampaignCompliance(BaseModel):
     """What the law asks of a campaign, and who its selection left out."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "policy": "us_tcpa", "selected": 87,
+        "policy": "us_tcpa", "counted_on": "selection", "selected": 87,
         "suppressed_by": {"opted_out": 3, "no_consent": 12, "dnc": 1, "no_contact": 4},
         "by_state": {"FL": {"recipients": 40, "hours": "08:00–20:00", "cap_per_24h": 3, "cap_counts_texts": False,
                             "source": "Florida Telephone Solicitation Act (CS/SB 1120, 2021), "
@@ -641,8 +641,14 @@ class CampaignCompliance(BaseModel):
     policy: Literal["us_tcpa", "none"] = Field(
         description="The business's consent policy: `us_tcpa` asks for consent records before calls and texts; "
                     "`none` leaves it to the business.", examples=["us_tcpa"])
-    selected: int = Field(description="Customers the campaign selected (its control group excluded).", examples=[87])
-    suppressed_by: SuppressedBy = Field(description="Customers left out by the selection, by reason.")
+    counted_on: Literal["selection", "audience"] = Field(
+        description="`selection`: the customers the campaign chose when it started. `audience`: a draft or "
+                    "scheduled campaign chooses when it starts, so the figures are its audience as it stands now "
+                    "(as `POST /api/audience/preview` counts it).", examples=["selection"])
+    selected: int = Field(description="Customers the campaign selected, or would select now (its control group "
+                                      "excluded).", examples=[87])
+    suppressed_by: SuppressedBy = Field(description="Customers left out by the selection (or the audience), by "
+                                                    "reason.")
     by_state: dict[str, StateCompliance] = Field(
         description="For a campaign that calls or texts: the states with their own stricter rule (by USPS code) "
                     "where it has recipients. Everywhere else calls and texts keep to 08:00–21:00 local time "

@@ -211,10 +211,16 @@ def _suppressed_by(report: Mapping[str, Any]) -> dict[str, int]:
     return {reason: _count(source.get(reason)) or 0 for reason in SUPPRESSION_REASONS}
 
 
-def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID) -> dict[str, Any]:
+NOT_CHOSEN_YET = ("draft", "scheduled")  # statuses in which a campaign has chosen nobody yet
+
+
+def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id: uuid.UUID,
+                        now: datetime | None = None) -> dict[str, Any]:
     """What the law asks of a campaign: the consent policy, who its selection left out and why, and
     for its calls and texts the states with their own rules, how many recipients each has, their
-    hours and their cap."""
+    hours and their cap.  ``counted_on`` says of whom: ``selection`` (the customers it chose), or for a
+    draft or scheduled campaign that has chosen nobody yet (it chooses when it starts) ``audience`` — its
+    audience as it stands ``now`` (the audience preview's counts)."""
     # read here, not through core.campaigns, so that choosing recipients may use this module's rules
     campaign = session.scalars(select(Campaign).where(Campaign.id == campaign_id,
                                                       Campaign.profile_id == profile_id)).one_or_none()
@@ -223,6 +229,17 @@ def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id:
     policy = session.scalar(select(Profile.consent_policy).where(Profile.id == profile_id))
     report = campaign.selection_report if isinstance(campaign.selection_report, Mapping) else {}
     r = CampaignRecipient
+    if campaign.status in NOT_CHOSEN_YET and session.scalar(
+            select(r.id).where(r.campaign_id == campaign.id).limit(1)) is None:
+        from core import targeting  # imported here: choosing recipients may come to use this module's rules
+
+        audience: dict[str, Any] = {"target_criteria": campaign.target_criteria, "steps": campaign.steps or [],
+                                    "outreach_method": campaign.outreach_method,
+                                    "campaign_type": campaign.campaign_type, "now": now}
+        preview = targeting.preview_audience(session, profile_id=profile_id, sample_size=0, **audience)
+        return {"policy": policy, "counted_on": "audience", "selected": preview.count,
+                "suppressed_by": _suppressed_by(preview.suppressed_by),
+                "by_state": audience_states(session, profile_id=profile_id, **audience)}
     contacted = [r.campaign_id == campaign.id, r.status != "holdout"]
     selected = _count(report.get("selected"))
     if selected is None:
@@ -233,8 +250,8 @@ def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id:
         counts = session.execute(select(prefix, func.count()).where(
             *contacted, r.customer_phone.like("+1%")).group_by(prefix))
         by_state = _states_of((head, int(n)) for head, n in counts)
-    return {"policy": policy, "selected": int(selected), "suppressed_by": _suppressed_by(report),
-            "by_state": by_state}
+    return {"policy": policy, "counted_on": "selection", "selected": int(selected),
+            "suppressed_by": _suppressed_by(report), "by_state": by_state}
 
 
 def _states_of(counts: Iterable[tuple[str | None, int]]) -> dict[str, dict[str, Any]]:

@@ -17,7 +17,6 @@ from core.analytics import RECIPIENT_STATUS_LABELS, STATUS_LABELS, TYPE_LABELS
 from core.errors import DomainError
 from core.models import RECIPIENT_STATUSES
 from core.schemas import CampaignOut
-from core.targeting import preview_audience
 from pages._ui import (
     BADGE_COLORS,
     CONSENT_TAB,
@@ -222,25 +221,15 @@ with st.expander("How this campaign is set up"):
 
 # --- who was left out, and the law (DESIGN §10) -------------------------------------------------------------
 
-NOT_CHOSEN_YET = ("draft", "scheduled")
-
-
 @st.cache_data(ttl=30, show_spinner=False)
 def load_compliance(profile: str, campaign_id: str, now_status: str) -> dict[str, Any] | str:
-    """What the law asks of the campaign (:func:`core.compliance.campaign_compliance`); before it starts,
-    when nobody is chosen yet, counted on its audience as it stands now.  A sentence when it cannot be read."""
+    """What the law asks of the campaign (:func:`core.compliance.campaign_compliance`: before it starts,
+    counted on its audience as it stands now); a sentence when it cannot be read.  ``now_status`` is part
+    of the cache key: the figures change meaning when the campaign starts."""
     try:
         with db() as session:
-            found = compliance.campaign_compliance(session, profile_id=uuid.UUID(profile),
-                                                   campaign_id=uuid.UUID(campaign_id))
-            if now_status in NOT_CHOSEN_YET:
-                c = campaigns.get_campaign(session, profile_id=uuid.UUID(profile), campaign_id=uuid.UUID(campaign_id))
-                audience: dict[str, Any] = {"target_criteria": c.target_criteria, "steps": c.steps or [],
-                                            "outreach_method": c.outreach_method, "campaign_type": c.campaign_type}
-                preview = preview_audience(session, profile_id=uuid.UUID(profile), sample_size=0, **audience)
-                found = {**found, "selected": preview.count, "suppressed_by": preview.suppressed_by,
-                         "by_state": compliance.audience_states(session, profile_id=uuid.UUID(profile), **audience)}
-            return found
+            return compliance.campaign_compliance(session, profile_id=uuid.UUID(profile),
+                                                  campaign_id=uuid.UUID(campaign_id))
     except DomainError as exc:
         return sentence(exc)
 
@@ -252,7 +241,7 @@ def compliance_panel(campaign: CampaignOut) -> None:
             st.error(found)
         return
     channels = wizard.used_channels(campaign.model_dump())
-    chosen = status not in NOT_CHOSEN_YET
+    chosen = found["counted_on"] == "selection"
     words = wizard.left_out(found["suppressed_by"], policy=found["policy"], campaign_type=campaign.campaign_type,
                             channels=channels, past=chosen)
     label = "Who was left out, and the law" if chosen else "Who would be left out, and the law"

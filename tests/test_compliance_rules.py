@@ -317,7 +317,8 @@ def test_the_selection_report_is_read_defensively(session: Session, now: datetim
     campaign.selection_report = report
     session.flush()
     out = compliance.campaign_compliance(session, profile_id=shop.id, campaign_id=campaign.id)
-    assert out == {"policy": "none", "selected": selected, "suppressed_by": suppressed, "by_state": {}}
+    assert out == {"policy": "none", "counted_on": "selection", "selected": selected, "suppressed_by": suppressed,
+                   "by_state": {}}
 
 
 def test_a_multi_channel_campaign_with_a_call_step_shows_its_states(session: Session, now: datetime) -> None:

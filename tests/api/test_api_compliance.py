@@ -117,6 +117,7 @@ def _recipients(session: Session, campaign: Campaign, phones: list[str]) -> None
     row = session.get(Campaign, campaign.id)
     assert row is not None
     row.selection_report = {"selected": len(phones), "suppressed_by": {"no_consent": 2, "dnc": 1}}
+    row.status = "active"  # it has chosen its customers (a draft is counted on its audience instead)
     session.commit()
 
 
@@ -130,7 +131,7 @@ def test_campaign_compliance(client: TestClient, session: Session, tenant: Tenan
     response = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=tenant.headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
-    assert body["policy"] == "us_tcpa" and body["selected"] == 4
+    assert body["policy"] == "us_tcpa" and body["counted_on"] == "selection" and body["selected"] == 4
     assert body["suppressed_by"] == {"opted_out": 0, "no_consent": 2, "dnc": 1, "no_contact": 0}
     assert {state: entry["recipients"] for state, entry in body["by_state"].items()} == {"FL": 1, "OK": 1, "MD": 1}
     assert body["by_state"]["MD"]["hours"] == "08:00–20:00" and body["by_state"]["MD"]["cap_per_24h"] == 3
@@ -193,6 +194,9 @@ def test_the_compliance_of_a_real_selection_against_a_breakdown_by_hand(client: 
     session.commit()
     campaign = make_campaign(session, t, method="sms")
 
+    # before it chooses, the report counts its audience as it stands — the same figures the selection then gives
+    before = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=t.headers).json()
+    assert before["counted_on"] == "audience"
     chosen = client.post(f"/api/campaigns/{campaign.id}/select-recipients", headers=t.headers)
     assert chosen.status_code == 200, chosen.text
     response = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=t.headers)
@@ -202,7 +206,7 @@ def test_the_compliance_of_a_real_selection_against_a_breakdown_by_hand(client: 
     sources = {state: entry.pop("source") for state, entry in body["by_state"].items()}
     assert sources["FL"] == florida and "14-4501" in sources["MD"] and "775C.1" in sources["OK"]
     assert body == {
-        "policy": "us_tcpa",
+        "policy": "us_tcpa", "counted_on": "selection",
         # 3 FL + 2 MD + 1 OK + 1 NY with written consent; the Tennessee customer's consent is the spoken
         # kind, not enough for a win-back text
         "selected": 7,
@@ -214,3 +218,5 @@ def test_the_compliance_of_a_real_selection_against_a_breakdown_by_hand(client: 
         },
     }
     assert chosen.json()["suppressed_by"] == body["suppressed_by"]
+    assert {**before, "counted_on": "selection"} == {**body, "by_state": {
+        state: {**entry, "source": sources[state]} for state, entry in body["by_state"].items()}}
