@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from streamlit.errors import StreamlitAPIException
 
-from core import accounts, senders, signin
+from core import accounts, senders, signin, wizard
 from core.config import get_settings
 from core.db import make_engine, session_scope
 from core.errors import DomainError, Invalid
@@ -266,6 +266,19 @@ def channel_modes() -> dict[str, str]:
 
 
 CONSENT_TAB = "Consent & do-not-call"  # the Customers page's tab of consents and the do-not-call list
+
+
+def state_rules_table(by_state: dict[str, dict[str, Any]], *, channels: list[str], heading: str,
+                      past: bool = False) -> None:
+    """The states with their own rules for calls and texts among a campaign's customers (a table with their
+    hours, limit and statute), or a sentence that there are none (the campaign page, the wizard's review)."""
+    rows = wizard.state_rows(by_state, channels=channels)
+    if not rows:
+        st.caption(wizard.no_states_sentence(past=past))
+        return
+    st.markdown(f"**{heading}**")
+    st.table(pd.DataFrame(rows, columns=wizard.STATE_COLUMNS), hide_index=True)
+    st.caption(wizard.states_note())
 
 
 def page_link(page: str, label: str, icon: str | None = None, **query: Any) -> None:

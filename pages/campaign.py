@@ -9,7 +9,6 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from core import analytics, campaigns, compliance, waiting, wizard
@@ -42,6 +41,7 @@ from pages._ui import (
     profile_id,
     query_id,
     sentence,
+    state_rules_table,
 )
 
 REFRESH_SECONDS = 3
@@ -255,13 +255,8 @@ def compliance_panel(campaign: CampaignOut) -> None:
         if words.no_contact:
             st.caption(words.no_contact)
         if set(channels) & {"call", "sms"}:
-            rows = wizard.state_rows(found["by_state"], channels=channels)
-            if rows:
-                st.markdown("**Customers in states with their own rules for calls and texts**")
-                st.table(pd.DataFrame(rows, columns=wizard.STATE_COLUMNS), hide_index=True)
-                st.caption(wizard.states_note())
-            else:
-                st.caption(wizard.no_states_sentence(past=chosen))
+            state_rules_table(found["by_state"], channels=channels, past=chosen,
+                              heading="Customers in states with their own rules for calls and texts")
         page_link("customers", "Import consent or manage the do-not-call list", icon=":material/verified_user:",
                   tab=CONSENT_TAB)
 

@@ -43,6 +43,7 @@ from pages._ui import (
     profile_id,
     say,
     sentence,
+    state_rules_table,
 )
 
 pid = profile_id()
@@ -1100,13 +1101,7 @@ def law_panel(result: Preview | DomainError) -> None:
         st.caption(wizard.policy_sentence(load_profile(str(pid)).get("consent_policy")))
         if not set(channels) & {"call", "sms"} or isinstance(result, DomainError):
             return
-        rows = wizard.state_rows(audience_states(), channels=channels)
-        if not rows:
-            st.caption(wizard.no_states_sentence())
-            return
-        st.markdown("**Customers in states with their own rules**")
-        st.table(pd.DataFrame(rows, columns=wizard.STATE_COLUMNS), hide_index=True)
-        st.caption(wizard.states_note())
+        state_rules_table(audience_states(), channels=channels, heading="Customers in states with their own rules")
 
 
 @st.cache_data(ttl=300, show_spinner=False)

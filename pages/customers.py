@@ -336,6 +336,11 @@ def load_consents(profile: str, search: str, offset: int) -> tuple[pd.DataFrame,
         return frame, total
 
 
+def _contact_text(contact: str) -> str:
+    """A consent's contact as people write it: a phone number formatted, an e-mail address as it is."""
+    return format_phone(contact) if contact.startswith("+") else contact
+
+
 @st.cache_data(ttl=30, show_spinner=False)
 def load_dnc(profile: str, search: str, offset: int) -> tuple[pd.DataFrame, int]:
     with db() as session:
@@ -410,7 +415,7 @@ def consent_section() -> None:
         st.info("No consent records yet." if not search.strip() else "No consent record matches.")
         return
     shown = frame.assign(
-        contact_shown=[format_phone(c) if c.startswith("+") else c for c in frame["contact"]],
+        contact_shown=[_contact_text(c) for c in frame["contact"]],
         revoked=[local_time(t, with_time=False) if pd.notna(t) else "" for t in frame["revoked_at"]])
     st.dataframe(blank_missing_text(shown), hide_index=True, width="stretch", column_order=[
         "contact_shown", "channel", "level", "source", "proof", "captured_at", "revoked"], column_config={
@@ -421,8 +426,7 @@ def consent_section() -> None:
     active = frame[frame["revoked_at"].isna()]
     if active.empty:
         return
-    labels = {row.id: f"{format_phone(row.contact) if row.contact.startswith('+') else row.contact} · "
-                      f"{row.channel} · {row.level.lower()} since "
+    labels = {row.id: f"{_contact_text(row.contact)} · {row.channel} · {row.level.lower()} since "
                       f"{local_time(row.captured_at, with_time=False)}" for row in active.itertuples()}
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     with c1:

@@ -6,35 +6,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from core import campaigns, consents, dnc, optouts
-from core.db import make_engine, session_scope, utcnow
-from core.leads import add_lead
+from core import campaigns
+from core.db import make_engine, session_scope
 from core.models import Profile
 from tests.browser.conftest import ARTIFACTS, _serve
 from tests.browser.test_customer_and_wizard import main_text, open_signed_in
 from tests.browser.test_dashboard import settle
+from tests.dashboard.test_compliance_panels import seed_customers
 
 pytestmark = pytest.mark.browser
 
 SERVICE = "Keratin (browser)"  # only these customers had it: the campaign's audience
-# (name, phone, e-mail, consent to texts on record, what else) — as in tests/dashboard/test_compliance_panels.py
-CUSTOMERS = [
-    ("Fiona Flores", "+13055550101", None, "express_written", None),
-    ("Frank Diaz", "+13055550102", None, "express_written", None),
-    ("Felix Ortiz", "+13055550103", None, None, None),
-    ("Mary Baker", "+14105550101", None, "express_written", None),
-    ("Mark Young", "+14105550102", None, "express", None),
-    ("Nora Stone", "+12125550101", None, "express_written", None),
-    ("Nick Hale", "+12125550102", None, "express_written", "dnc"),
-    ("Nina Park", "+12125550103", None, "express_written", "opted_out"),
-    ("Emma Roy", None, "emma.roy@example.com", None, None),
-]
 
 
 @pytest.fixture(scope="module")
@@ -47,21 +34,10 @@ def test_who_is_left_out_and_the_law_on_the_campaign_page_and_in_the_review(serv
                                                                              page: Any) -> None:
     base, url = server
     engine = make_engine(url)
-    now = utcnow()
     with session_scope(engine) as session:
         profile = session.scalars(select(Profile)).one()
         assert profile.consent_policy == "us_tcpa"
-        for name, phone, email, level, other in CUSTOMERS:
-            add_lead(session, profile_id=profile.id, customer_name=name, customer_phone=phone, customer_email=email,
-                     status="Closed", service_type=SERVICE, created_at=now - timedelta(days=300))
-            if level:
-                consents.record_consent(session, profile_id=profile.id, contact=phone, channel="sms", level=level,
-                                        source="import", now=now)
-            if other == "dnc":
-                dnc.add_numbers(session, profile_id=profile.id, numbers=[phone], source="internal", now=now)
-            if other == "opted_out":
-                optouts.record_opt_out(session, profile_id=profile.id, contact=phone, channel="sms",
-                                       source="sms_stop", now=now)
+        seed_customers(session, profile, service_type=SERVICE)  # as the AppTest tests have them
         c = campaigns.create_campaign(session, profile_id=profile.id, data={
             "name": "Keratin win-back texts", "campaign_type": "winback", "outreach_method": "sms",
             "target_criteria": {"service_type": [SERVICE]},

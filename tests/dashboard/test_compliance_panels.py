@@ -54,9 +54,18 @@ def _shop_under_us_rules(session, shop) -> Profile:
     """The shop under the US rules, with the customers of :data:`CUSTOMERS` (all dormant)."""
     profile = session.get(Profile, shop.profile_id)
     profile.consent_policy = "us_tcpa"
+    seed_customers(session, profile)
+    session.commit()
+    return profile
+
+
+def seed_customers(session, profile: Profile, *, service_type: str | None = None) -> None:
+    """The customers of :data:`CUSTOMERS`, dormant for 300 days, with their consents, do-not-call entry and
+    opt-out (also the browser test's, tests/browser/test_left_out_and_the_law.py)."""
     now = datetime.now(UTC)
     for name, phone, email, level, other in CUSTOMERS:
-        f.lead(session, profile, phone=phone, email=email, name=name, status="Lost", days_ago=300, now=now)
+        f.lead(session, profile, phone=phone, email=email, name=name, status="Lost", days_ago=300, now=now,
+               service_type=service_type)
         if level:
             consents.record_consent(session, profile_id=profile.id, contact=phone, channel="sms", level=level,
                                     source="import", now=now)
@@ -65,8 +74,6 @@ def _shop_under_us_rules(session, shop) -> Profile:
         if other == "opted_out":
             optouts.record_opt_out(session, profile_id=profile.id, contact=phone, channel="sms", source="sms_stop",
                                    now=now)
-    session.commit()
-    return profile
 
 
 def _table(at: AppTest) -> list[dict[str, object]]:
