@@ -292,7 +292,8 @@ def preview_audience(body: AudiencePreviewRequest, session: DbSession, profile_i
         steps=[s.model_dump(mode="json") for s in body.steps] if body.steps else None,
         sample_size=body.sample_size, campaign_type=body.campaign_type)
     return AudiencePreview(count=preview.count, suppressed=preview.suppressed,  # type: ignore[arg-type]
-                           suppressed_by=preview.suppressed_by, sample=preview.sample)
+                           suppressed_by=preview.suppressed_by, sample=preview.sample,
+                           by_state=preview.by_state)
 
 
 # --- /api/opt-outs --------------------------------------------------------------------------------------

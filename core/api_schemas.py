@@ -324,6 +324,10 @@ class AudiencePreview(BaseModel):
                                         "(`suppressed_by` without `no_contact`).", examples=[3])
     suppressed_by: SuppressedBy = Field(description="Matching customers left out, by reason.")
     sample: list[AudienceMember] = Field(description="Some of the customers counted, most recent first.")
+    by_state: dict[str, StateCompliance] = Field(
+        default_factory=dict,
+        description="When it calls or texts: the states with their own stricter rule (by USPS code) among the "
+                    "numbers counted, as `GET /api/campaigns/{id}/compliance` gives them. Empty for e-mail only.")
 
 
 # --- opt-outs ----------------------------------------------------------------------------

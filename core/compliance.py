@@ -231,15 +231,14 @@ def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id:
     r = CampaignRecipient
     if campaign.status in NOT_CHOSEN_YET and session.scalar(
             select(r.id).where(r.campaign_id == campaign.id).limit(1)) is None:
-        from core import targeting  # imported here: choosing recipients may come to use this module's rules
+        from core import targeting  # imported here: core.targeting imports this module's rules
 
         audience: dict[str, Any] = {"target_criteria": campaign.target_criteria, "steps": campaign.steps or [],
                                     "outreach_method": campaign.outreach_method,
                                     "campaign_type": campaign.campaign_type, "now": now}
         preview = targeting.preview_audience(session, profile_id=profile_id, sample_size=0, **audience)
         return {"policy": policy, "counted_on": "audience", "selected": preview.count,
-                "suppressed_by": _suppressed_by(preview.suppressed_by),
-                "by_state": audience_states(session, profile_id=profile_id, **audience)}
+                "suppressed_by": _suppressed_by(preview.suppressed_by), "by_state": preview.by_state}
     contacted = [r.campaign_id == campaign.id, r.status != "holdout"]
     selected = _count(report.get("selected"))
     if selected is None:
@@ -249,12 +248,12 @@ def campaign_compliance(session: Session, *, profile_id: uuid.UUID, campaign_id:
         prefix = func.substr(r.customer_phone, 1, 5)  # "+1305": the area code decides the state
         counts = session.execute(select(prefix, func.count()).where(
             *contacted, r.customer_phone.like("+1%")).group_by(prefix))
-        by_state = _states_of((head, int(n)) for head, n in counts)
+        by_state = states_of((head, int(n)) for head, n in counts)
     return {"policy": policy, "counted_on": "selection", "selected": int(selected),
             "suppressed_by": _suppressed_by(report), "by_state": by_state}
 
 
-def _states_of(counts: Iterable[tuple[str | None, int]]) -> dict[str, dict[str, Any]]:
+def states_of(counts: Iterable[tuple[str | None, int]]) -> dict[str, dict[str, Any]]:
     """``by_state`` from ``(first five characters of an E.164 number, how many)`` rows: the states with their
     own rules, each with its count, hours, cap and statute (the shape :func:`campaign_compliance` gives)."""
     by_state: dict[str, dict[str, Any]] = {}
@@ -274,24 +273,10 @@ def audience_states(session: Session, *, profile_id: uuid.UUID, target_criteria:
     """For an audience not chosen yet (the wizard's, a draft's): :func:`campaign_compliance`'s ``by_state``
     over the customers :func:`core.targeting.preview_audience` counts — the states with their own rules,
     how many of those customers' numbers each has, their hours and their cap.  Empty when the channels
-    include neither calls nor texts.
+    include neither calls nor texts.  A caller that also wants the counts takes the preview's ``by_state``:
+    the preview counts the states in the same pass."""
+    from core import targeting  # imported here: core.targeting imports this module's rules
 
-    One ``GROUP BY`` on the area code over the matching query that chooses recipients (the same customers,
-    left-out ones excluded, as the selection would take)."""
-    # imported here: choosing recipients may come to use this module's rules (see campaign_compliance)
-    from core import targeting
-    from core.db import utcnow
-
-    channels = targeting.channels_of(outreach_method, steps)
-    if not set(channels) & set(CAPPED_CHANNELS):
-        return {}
-    criteria = targeting.parse_criteria(dict(target_criteria or {}), session=session, profile_id=profile_id)
-    rules = targeting.rules_for(session, profile_id=profile_id, channels=channels, campaign_type=campaign_type)
-    targeting._room_to_hash(session)
-    matched = targeting._matched_customers(profile_id=profile_id, criteria=criteria, rules=rules,
-                                           now=now or utcnow(), dialect=session.get_bind().dialect.name,
-                                           campaign=None).subquery("m")
-    prefix = func.substr(matched.c.customer_phone, 1, 5)  # "+1305": the area code decides the state
-    counts = session.execute(select(prefix, func.count()).where(
-        matched.c.reason.is_(None), matched.c.customer_phone.like("+1%")).group_by(prefix))
-    return _states_of((head, int(n)) for head, n in counts)
+    return targeting.preview_audience(session, profile_id=profile_id, target_criteria=dict(target_criteria or {}),
+                                      outreach_method=outreach_method,  # type: ignore[arg-type]
+                                      steps=steps, campaign_type=campaign_type, sample_size=0, now=now).by_state

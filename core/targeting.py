@@ -42,6 +42,7 @@ from pydantic_core import to_jsonable_python
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     and_,
     case,
     exists,
@@ -57,6 +58,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from core import compliance
 from core.consents import required_level, satisfies
 from core.db import new_uuid, stable_bucket, utcnow
 from core.errors import Invalid, pydantic_errors
@@ -465,6 +467,9 @@ class Preview:
     suppressed: int
     sample: list[dict[str, Any]]
     suppressed_by: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    # the states with their own calling rules among the numbers it would reach (calls and texts only):
+    # :func:`core.compliance.campaign_compliance`'s ``by_state``
+    by_state: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def first_step_due(campaign: Campaign, now: datetime) -> datetime:
@@ -620,19 +625,27 @@ def preview_audience(
     outreach_method: Literal["call", "email", "sms", "multi"], steps: list[dict[str, Any]] | None = None,
     campaign_type: str = "winback", sample_size: int = 10, now: datetime | None = None,
 ) -> Preview:
-    """How many customers a campaign with these criteria would reach (and a sample), and who would be
-    left out and why, without writing.  ``campaign_type`` decides the consent calls and texts need."""
+    """How many customers a campaign with these criteria would reach (and a sample), who would be left out
+    and why, and — for calls and texts — how many of the numbers it would reach are in states with their own
+    calling rules, without writing.  ``campaign_type`` decides the consent calls and texts need."""
+    channels = channels_of(outreach_method, steps)
     criteria = parse_criteria(target_criteria, session=session, profile_id=profile_id)
-    rules = rules_for(session, profile_id=profile_id, channels=channels_of(outreach_method, steps),
-                      campaign_type=campaign_type)
+    rules = rules_for(session, profile_id=profile_id, channels=channels, campaign_type=campaign_type)
     _room_to_hash(session)
     matched = _matched_customers(profile_id=profile_id, criteria=criteria, rules=rules, now=now or utcnow(),
                                  dialect=session.get_bind().dialect.name, campaign=None).subquery("m")
     size = max(0, min(sample_size, 100))
     newest_first = (matched.c.last_contact_at.desc(), matched.c.contact_key)
-    # the counts (no order needed), then the sample: the newest few the campaign would reach, which the
-    # customers' (profile, last contact) index finds without sorting them all
-    rows = session.execute(select(matched.c.reason, func.count()).group_by(matched.c.reason)).all()
+    # the counts (no order needed) in one pass, the reached ones by area code when calls or texts go out
+    # ("+1305": the area code decides the state's rules); then the sample: the newest few the campaign would
+    # reach, which the customers' (profile, last contact) index finds without sorting them all
+    head: Any = literal(None, String)
+    if set(channels) & set(compliance.CAPPED_CHANNELS):
+        head = case((and_(matched.c.reason.is_(None), matched.c.customer_phone.like("+1%")),
+                     func.substr(matched.c.customer_phone, 1, 5)), else_=literal(None, String))
+    grouped = session.execute(select(matched.c.reason, head.label("head"), func.count())
+                              .group_by(matched.c.reason, head)).all()
+    rows = [(reason, sum(int(n) for r, _h, n in grouped if r == reason)) for reason in {r for r, _h, _n in grouped}]
     sample_rows = session.execute(select(matched).where(matched.c.reason.is_(None)).order_by(*newest_first)
                                   .limit(size)).mappings().all() if size else []
     by_reason = _counts([(reason, n) for reason, n in rows])
@@ -643,7 +656,8 @@ def preview_audience(
         for row in sample_rows
     ]
     return Preview(count=count, suppressed=sum(by_reason[k] for k in REASONS[:-1]), sample=sample,
-                   suppressed_by=by_reason)
+                   suppressed_by=by_reason,
+                   by_state=compliance.states_of((h, int(n)) for r, h, n in grouped if r is None and h))
 
 
 def usable_channels(session: Session, *, profile_id: uuid.UUID, rules: Rules,

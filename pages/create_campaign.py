@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, available_timezones
 import pandas as pd
 import streamlit as st
 
-from core import accounts, campaigns, compliance, launch, testsend, wizard
+from core import accounts, campaigns, launch, testsend, wizard
 from core.config import get_settings
 from core.customers import lead_statuses, service_types
 from core.errors import DomainError, FieldError, Invalid
@@ -149,15 +149,6 @@ def load_profile(profile: str) -> dict[str, Any]:
                 "booking_url": p.booking_url, "consent_policy": p.consent_policy}
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def load_audience_states(profile: str, criteria_json: str, method: str, steps_json: str,
-                         campaign_type: str) -> dict[str, dict[str, Any]]:
-    with db() as session:
-        return compliance.audience_states(session, profile_id=uuid.UUID(profile),
-                                          target_criteria=json.loads(criteria_json), outreach_method=method,
-                                          steps=json.loads(steps_json), campaign_type=campaign_type)
-
-
 ANY_CHANNEL = [{"channel": c, "delay_hours": 0, "condition": "always"} for c in CHANNELS]
 
 
@@ -187,11 +178,10 @@ def audience() -> Preview | DomainError:
 
 
 def audience_states() -> dict[str, dict[str, Any]]:
-    """The states with their own rules among the audience's numbers (empty for e-mail, or bad criteria)."""
-    try:
-        return load_audience_states(*_audience_key())
-    except DomainError:
-        return {}
+    """The states with their own rules among the audience's numbers (empty for e-mail, or bad criteria):
+    counted by the same preview as the audience, in the same pass."""
+    found = audience()
+    return {} if isinstance(found, DomainError) else found.by_state
 
 
 # --- navigation between steps ----------------------------------------------------------------------

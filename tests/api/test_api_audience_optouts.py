@@ -35,7 +35,7 @@ def test_preview_equals_what_selection_then_gives(client: TestClient, session: S
             preview = client.post("/api/audience/preview", json=body, headers=tenant.headers)
             assert preview.status_code == 200, preview.text
             seen = preview.json()
-            assert set(seen) == {"count", "suppressed", "suppressed_by", "sample"}
+            assert set(seen) == {"count", "suppressed", "suppressed_by", "sample", "by_state"}
             assert len(seen["sample"]) == min(seen["count"], 10)
             # a preview writes nothing
             assert count(session, Campaign, profile_id=tenant.profile_id) == campaigns_before

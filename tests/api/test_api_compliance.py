@@ -197,6 +197,14 @@ def test_the_compliance_of_a_real_selection_against_a_breakdown_by_hand(client: 
     # before it chooses, the report counts its audience as it stands — the same figures the selection then gives
     before = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=t.headers).json()
     assert before["counted_on"] == "audience"
+    # and the audience preview, which counts the states in the same pass, gives the same figures
+    preview = client.post("/api/audience/preview", headers=t.headers, json={
+        "target_criteria": campaign.target_criteria, "outreach_method": "sms",
+        "campaign_type": campaign.campaign_type, "sample_size": 0})
+    assert preview.status_code == 200, preview.text
+    assert {k: preview.json()[k] for k in ("suppressed_by", "by_state")} == {k: before[k] for k in ("suppressed_by",
+                                                                                                   "by_state")}
+    assert preview.json()["count"] == before["selected"] == 7
     chosen = client.post(f"/api/campaigns/{campaign.id}/select-recipients", headers=t.headers)
     assert chosen.status_code == 200, chosen.text
     response = client.get(f"/api/campaigns/{campaign.id}/compliance", headers=t.headers)
