@@ -125,8 +125,10 @@ class Settings(BaseSettings):
         False, description="Allow endpoints on loopback or private addresses (development and tests only).")
     webhook_timeout_seconds: float = Field(10.0, gt=0)
 
-    # Sandbox channels: how much faster than real time simulated outcomes arrive.
+    # Sandbox channels: how much faster than real time simulated outcomes arrive, and whether the simulated
+    # provider turns a few messages away as real ones do (about 1 in 100 for good, 1 in 50 tries for a moment).
     sandbox_speed: float = Field(1.0, gt=0)
+    sandbox_refusals: bool = True
 
     @field_validator(
         "vapi_assistant_id", "vapi_phone_number_id", "resend_from", "email_from", "twilio_account_sid",

@@ -3,7 +3,7 @@ without provider credentials.
 
 It behaves like a provider that answers at once and reports outcomes later:
 ``send`` accepts the message (a few are refused for good, a few fail
-transiently) and records what will happen to it — deliveries, bounces,
+transiently, unless ``SANDBOX_REFUSALS`` is false) and records what will happen to it — deliveries, bounces,
 opens, clicks, answered calls with transcripts, SMS replies, conversions,
 opt-outs — as ``outreach_events`` dated in the near future (provider
 ``sandbox``).  The scheduler applies them when their time comes through
@@ -183,16 +183,8 @@ class SandboxChannel:
 
     def send(self, message: OutboundMessage) -> SendResult:
         """Accept (and schedule the simulated outcomes of) one message."""
-        fate = _rng(message.idempotency_key, "send").random()
-        if fate < (0.005 if self.channel == "email" else 0.015):
-            if self.channel == "email":
-                raise PermanentError("sandbox: the provider refused the address (validation_error)",
-                                     code="validation_error")
-            raise PermanentError("sandbox: the number is not a valid mobile or landline number (21211)",
-                                 code="invalid_number")
-        # transient trouble is decided per try, so a retry can succeed
-        if _rng(message.idempotency_key, "try", message.metadata.get("attempt", "1")).random() < 0.02:
-            raise RetryableError("sandbox: the simulated provider is busy (503)", code="sandbox_busy")
+        if self.settings.sandbox_refusals:
+            self._refuse_some(message)
         pmid = message_id(message)
         plan = self.plan(message)
         if not message.test:
@@ -202,6 +194,19 @@ class SandboxChannel:
         status = "queued" if self.channel == "call" else "accepted"
         return SendResult(provider_message_id=pmid, status=status,
                           detail={"sandbox": True, "simulated": [kind for kind, _, _ in plan]})
+
+    def _refuse_some(self, message: OutboundMessage) -> None:
+        """Turn a few messages away as a real provider does: a step for good (an address or number it will
+        not take; decided by the step's key) or one try for a moment (a retry can succeed)."""
+        fate = _rng(message.idempotency_key, "send").random()
+        if fate < (0.005 if self.channel == "email" else 0.015):
+            if self.channel == "email":
+                raise PermanentError("sandbox: the provider refused the address (validation_error)",
+                                     code="validation_error")
+            raise PermanentError("sandbox: the number is not a valid mobile or landline number (21211)",
+                                 code="invalid_number")
+        if _rng(message.idempotency_key, "try", message.metadata.get("attempt", "1")).random() < 0.02:
+            raise RetryableError("sandbox: the simulated provider is busy (503)", code="sandbox_busy")
 
     def _record(self, message: OutboundMessage, pmid: str, plan: Plan) -> None:
         from core.events import record_event

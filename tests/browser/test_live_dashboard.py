@@ -146,6 +146,11 @@ def test_a_running_campaigns_customers_change_without_a_click(server: tuple[str,
     tick(session_factory(engine), worker="live-test", settings=settings)
     engine.dispose()
     wait_for_table(page, "Sent|Delivered")
+    # the counts and the table are two fragments, each refreshed every few seconds on its own: the counts
+    # follow within one refresh, still without a click
+    page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stMetric']\")].some(m => "
+                           "/^\\s*Sent\\b/.test(m.innerText) && /[1-9]/.test(m.innerText.split('\\n').pop()))",
+                           timeout=3 * 3_000 + 5_000)
     settle(page, "live-06-running-after")
     metrics = page.locator("[data-testid='stMetric']", has_text="Sent").first.inner_text()
     assert int(metrics.split()[-1].replace(",", "")) > 0
