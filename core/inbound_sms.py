@@ -17,7 +17,9 @@ does the rest, the same way for both.
   me!! 😡" and "Who is this? Please stop" opt out, while "can't stop smiling, see you Saturday" and
   "Stop by later?" are replies: there, "stop" is part of another sentence.  A request stops texts;
   one that names calls, contact in general or the number itself ("stop calling me", "leave me
-  alone", "wrong number") stops calls as well (each rule's ``channels``);
+  alone", "wrong number") stops calls as well (each rule's ``channels``), unless it names calls alone and
+  the same text asks to be texted instead ("don't call me, just text", "stop calling, texts are fine"):
+  that stops calls only (:data:`FCC_CALLS_ONLY`), as "don't text, just call" stops texts only;
 - START, UNSTOP — and YES from a number that has opted out — ask to be texted again (texts only: a
   request that stopped calls is not undone by a text);
 - HELP, INFO ask who is texting;
@@ -41,7 +43,7 @@ before it has texted the customer through us.
 every business it concerns — honoured from the next send, since the dispatcher checks opt-outs
 again immediately before each text — and a call opt-out (source ``sms_stop`` as well) when it stops
 calls too; it is answered with one confirmation naming them (47 CFR 64.1200(a)(11) allows that one
-text).  A number that has opted out and asks again gets the confirmation again, and nothing else
+text).  A request to stop calls only records the call opt-outs, and the text is a reply: texts go on.  A number that has opted out and asks again gets the confirmation again, and nothing else
 changes: it asks because it is not sure it worked, and Twilio's own STOP handling answers every
 opt-out keyword it receives the same way.  Opting back in removes only the SMS opt-outs STOP created
 (opt-outs recorded by staff, and calls stopped by a text, stay).  HELP is answered with the name
@@ -95,6 +97,13 @@ TEXTS_AND_CALLS = ("sms", "call")
 FCC_CALLS = (f"{FCC_REASONABLE}; it names calls, and consent to calls is revoked the same way: calls stop too (and "
              f"texts, as the request came by text)")
 FCC_NUMBER = f"{FCC_REASONABLE}; it asks that the number not be used at all, so calls stop as well as texts"
+CALLS = ("call",)
+# A request about calls that, in the same text, asks to be texted instead ("don't call me, just text", "stop calling,
+# text me instead") stops calls only: the customer has said, by a reasonable method, what they revoke and what they
+# keep (the counterpart of "don't text, just call", which stops texts only).  Requests about contact in general or
+# the number itself never read so, and neither does any text that also asks to stop texts.
+FCC_CALLS_ONLY = (f"{FCC_REASONABLE}; it names calls and, in the same text, asks to be texted instead: calls stop, "
+                  f"texts go on")
 
 
 @dataclass(frozen=True)
@@ -239,6 +248,51 @@ _MEDIUM_GOES_ON = re.compile(r"calls|calling|texts|texting|txts|txting|messages|
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "-": " ", "_": " ", "–": " ", "—": " ",
                               "&": " and ", "/": " or ", "#": " number "})
 
+# the rules that name calls and nothing else (not contact in general, not the number)
+CALL_RULES = frozenset({"stop calling", "don't call me", "no more calls", "I don't want calls"})
+_T = r"(?:texts?|txts?|messages?|msgs?|sms)"
+# "just text", "text me instead", "texts only", "texts are fine", "I prefer texts", "I'd rather you text": texts welcome
+_KEEP_TEXTING = re.compile(
+    rf"\b(?:(?:just|only) {_T}(?: me| us)?|{_T} (?:me |us )?(?:instead|only)"
+    rf"|(?:{_T}|texting) (?:is|are|'?s|'?re) (?:fine|ok|okay|good|better|great|best)"
+    rf"|i prefer (?:a |to be )?(?:{_T}|texting|texted)|i(?:'?d| would) rather (?:you )?(?:text|txt|message)(?: me)?)\b")
+_NEGATED = re.compile(r"\b(?:don'?t|do not|never|not|no|nor|won'?t|can'?t|cannot)\s*$")
+_TEXT_ME = re.compile(r"(?:text|txt|message|msg|sms) (?:me|us)(?: instead)?")  # a clause of its own: "Text me."
+# words that put texts (or contact in general) into the request itself: "don't call or text me"
+_NAMES_TEXTS = re.compile(r"\b(?:text|texts|texting|txt|txts|txting|message|messages|messaging|msg|msgs|sms|spam"
+                          r"|spamming|sending|contact|contacting|reach)\b")
+
+
+def _bare(clause: str) -> str:
+    """A clause without the politeness around it ("please", "thanks", …)."""
+    core = _TRAIL_RE.sub("", clause)
+    while (lead := _LEAD_RE.match(core)) is not None:
+        core = core[lead.end():]
+    return core
+
+
+def _keeps_texting(text: str, found: list[tuple[Rule, str]]) -> str | None:
+    """The words by which a text whose requests all name calls alone asks to be texted instead ("just text"),
+    or ``None`` (see :data:`FCC_CALLS_ONLY`)."""
+    if not found or any(rule.name not in CALL_RULES for rule, _ in found):
+        return None
+    requests = {clause for _, clause in found}
+    keep = None
+    for clause in clauses(text):
+        hit = _KEEP_TEXTING.search(clause)
+        if hit is not None and _NEGATED.search(clause[:hit.start()]):
+            hit = None  # "don't just text me either"
+        if hit is not None:
+            keep, rest = keep or hit.group(0), clause[:hit.start()] + clause[hit.end():]
+        elif _TEXT_ME.fullmatch(_bare(clause)):
+            keep, rest = keep or _bare(clause), ""
+        else:
+            rest = clause
+        if clause in requests and _NAMES_TEXTS.search(rest):
+            return None  # the request itself names texts or contact in general
+    return keep
+
+
 OPT_IN_WORDS = ("START", "UNSTOP")  # CTIA Messaging Principles; YES too when the number has opted out
 YES_WORDS = ("YES", "Y")
 HELP_WORDS = ("HELP", "INFO")  # CTIA Messaging Principles: answered with who is texting and how to stop
@@ -260,7 +314,7 @@ class Meaning:
     # NOT_REVOCATION reading that explains it (None: nothing in it looked like one)
     rule: str | None = None
     why: str = ""  # in words, for the shop owner and the reviewer: kept with the text's event
-    channels: tuple[str, ...] = ()  # what an opt-out stops: ("sms",) or ("sms", "call")
+    channels: tuple[str, ...] = ()  # what an opt-out stops: ("sms",), ("sms", "call") or ("call",)
 
 
 def keyword(text: str) -> str:
@@ -343,7 +397,9 @@ def not_a_request(text: str) -> tuple[Reading | None, str]:
 
 
 def _what(channels: tuple[str, ...]) -> str:
-    return "calls and texts" if "call" in channels else "texts"
+    if "call" in channels:
+        return "calls and texts" if "sms" in channels else "calls"
+    return "texts"
 
 
 def is_positive(text: str) -> bool:
@@ -370,6 +426,10 @@ def meaning(text: str, *, opted_out: bool = False, hint: str | None = None) -> M
     found = revocations(text)
     if found:
         rule, clause = found[0]
+        keep = _keeps_texting(text, found)
+        if keep is not None:
+            return Meaning(OPT_OUT, rule.name, f"“{clause}” asks to stop calls, and “{keep}” to keep the texts "
+                                               f"(rule '{rule.name}')", CALLS)
         channels = tuple(c for c in TEXTS_AND_CALLS if any(c in r.channels for r, _ in found))
         return Meaning(OPT_OUT, rule.name, f"“{clause}” asks to stop {_what(channels)} (rule '{rule.name}')",
                        channels)
@@ -450,7 +510,7 @@ class Handled:
     owner: uuid.UUID | None = None  # the business whose own number the customer texted (its account answers)
     applied: int = 0  # events applied to a campaign recipient
     why: str = ""  # why the text was read so (:attr:`Meaning.why`)
-    channels: tuple[str, ...] = ()  # what an opt-out stopped: ("sms",) or ("sms", "call")
+    channels: tuple[str, ...] = ()  # what an opt-out stopped: ("sms",), ("sms", "call") or ("call",)
 
 
 def _phone(raw: str) -> str | None:
@@ -523,8 +583,11 @@ def _excerpt(text: str) -> str:
 
 def stop_reply(names: list[str], channels: tuple[str, ...] = TEXTS) -> str:
     """The one confirmation of an opt-out (no marketing in it, as 47 CFR 64.1200(a)(11) requires).  When it
-    stopped calls too it says so, and that START brings back the texts only."""
+    stopped calls too it says so, and that START brings back the texts only; when it stopped calls alone, that
+    texts go on and how to stop them."""
     who = f" from {_join(names)}" if names else ""
+    if "sms" not in channels:
+        return f"OK, you will get no more calls{who}. Texts go on; reply STOP to stop them too."
     if "call" in channels:
         return f"You're unsubscribed{who} and will get no more texts or calls. Reply START to get texts again."
     return f"You're unsubscribed{who} and will get no more texts. Reply START to resubscribe."
@@ -572,6 +635,17 @@ def handle(session: Session, text: InboundText, *, now: datetime | None = None) 
 
     def result(kind: str, reply: str | None, fresh: bool) -> Handled:
         return Handled(kind, reply, not fresh, phone, tuple(profiles), owner, applied, said.why, said.channels)
+
+    if said.kind == OPT_OUT and "sms" not in said.channels:
+        # calls stopped, texts welcome: the text is a reply (the customer goes on getting texts), and each business
+        # it concerns records a call opt-out, honoured at the next call
+        reason = f"replied “{_excerpt(text.text)}”"
+        fresh = first("replied", {"reason": reason, "channels": list(said.channels)})
+        if fresh:
+            for t in reached:
+                record_opt_out(session, profile_id=t.profile_id, contact=phone, channel="call", source="sms_stop",
+                               reason=reason, now=now)
+        return result(OPT_OUT, stop_reply(_names(session, profiles), said.channels), fresh)
 
     if said.kind == OPT_OUT:
         reason = f"replied “{_excerpt(text.text) or 'STOP'}”"

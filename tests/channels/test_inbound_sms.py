@@ -134,8 +134,16 @@ def test_an_opt_out_says_which_words_and_rule(text, rule, why):
     ("wrong number", ("sms", "call")), ("No more texts or calls", ("sms", "call")),
     ("Stop texting me and calling me", ("sms", "call")),
     ("Stop texting me. Stop calling me too.", ("sms", "call")),  # two requests: both count
-    # asked for texts instead, but a request that names calls, by text, stops both (START brings texts back)
-    ("Don't call me, just text", ("sms", "call")),
+    # calls alone, and texts asked for instead in the same text: calls only
+    ("Don't call me, just text", ("call",)), ("Don't call me just text", ("call",)),
+    ("Stop calling me, text me instead", ("call",)), ("stop calling me. Text me!", ("call",)),
+    ("No more calls, only texts please", ("call",)), ("don't call me, texts are fine", ("call",)),
+    ("Please don't call me, I prefer texts", ("call",)), ("I'd rather you text me, stop calling", ("call",)),
+    # ... but not when the request names texts or contact, the number itself, or any request stops texts
+    ("Don't call or text me, just email", ("sms", "call")), ("don't contact me, just text", ("sms", "call")),
+    ("Stop calling and texting me, text only lol", ("sms", "call")), ("leave me alone, just text", ("sms", "call")),
+    ("wrong number, text me", ("sms", "call")), ("Stop texting me. Stop calling me, text only", ("sms", "call")),
+    ("Don't call me, and don't just text me either", ("sms", "call")),  # "just text" negated
 ])
 def test_what_a_request_stops(text, channels):
     said = meaning(text)
@@ -336,6 +344,24 @@ def test_a_text_asking_to_stop_calls_stops_calls_and_texts(session, shops, now):
     back = inbound_sms.handle(session, _text("START"), now=now)
     assert back.kind == OPT_IN
     assert _opt_outs(session) == {(name, "call", "sms_stop") for name in ("Bella Vista", "Studio Nine")}
+
+
+def test_a_request_to_stop_calls_that_asks_for_texts_stops_calls_only(session, shops, now):
+    done = inbound_sms.handle(session, _text("Don't call me, just text"), now=now)
+    assert done.kind == OPT_OUT and done.channels == ("call",)
+    assert done.why == "“don't call me” asks to stop calls, and “just text” to keep the texts (rule 'don't call me')"
+    assert done.reply == ("OK, you will get no more calls from Studio Nine and Bella Vista. Texts go on; reply STOP "
+                          "to stop them too.")
+    assert _opt_outs(session) == {(name, "call", "sms_stop") for name in ("Bella Vista", "Studio Nine")}
+    # the text is a reply on the timeline of the business that texted last, with why it was read so
+    (event,) = session.scalars(select(OutreachEvent).where(OutreachEvent.payload["why"].as_string().is_not(None)))
+    assert event.type == "replied" and event.payload["channels"] == ["call"]
+    assert event.recipient_id == shops["Studio Nine"][1]
+    session.commit()
+    # STOP afterwards stops the texts as well
+    inbound_sms.handle(session, _text("STOP"), now=now + timedelta(minutes=1))
+    assert _opt_outs(session) == {(name, channel, "sms_stop") for name in ("Bella Vista", "Studio Nine")
+                                  for channel in ("sms", "call")}
 
 
 def test_a_request_to_stop_texts_leaves_calls_alone(session, shops, now):
