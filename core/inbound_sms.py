@@ -43,7 +43,8 @@ before it has texted the customer through us.
 every business it concerns — honoured from the next send, since the dispatcher checks opt-outs
 again immediately before each text — and a call opt-out (source ``sms_stop`` as well) when it stops
 calls too; it is answered with one confirmation naming them (47 CFR 64.1200(a)(11) allows that one
-text).  A request to stop calls only records the call opt-outs, and the text is a reply: texts go on.  A number that has opted out and asks again gets the confirmation again, and nothing else
+text).  A request to stop calls only records the call opt-outs, and the text is a reply: texts go
+on.  A number that has opted out and asks again gets the confirmation again, and nothing else
 changes: it asks because it is not sure it worked, and Twilio's own STOP handling answers every
 opt-out keyword it receives the same way.  Opting back in removes only the SMS opt-outs STOP created
 (opt-outs recorded by staff, and calls stopped by a text, stay).  HELP is answered with the name
