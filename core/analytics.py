@@ -304,7 +304,7 @@ def campaign_progress(session: Session, *, profile_id: uuid.UUID, campaign_id: u
 
 RECIPIENT_COLUMNS = ["id", "customer_id", "customer", "phone", "email", "variant", "status", "status_label", "step",
                      "attempts", "channel", "sent_at", "delivered_at", "answered_at", "responded_at", "converted",
-                     "error"]
+                     "error", "next_attempt_at", "waiting_reason"]
 
 
 def recipients_page(
@@ -321,6 +321,8 @@ def recipients_page(
         "step": r.step + 1, "attempts": r.attempts, "channel": CHANNEL_LABELS.get(r.last_channel or ""),
         "sent_at": r.sent_at, "delivered_at": r.delivered_at, "answered_at": r.answered_at,
         "responded_at": r.responded_at, "converted": bool(r.converted), "error": r.error_message,
+        "next_attempt_at": r.next_attempt_at,
+        "waiting_reason": r.waiting_reason if r.next_attempt_at is not None else None,
     } for r in rows]
     return pd.DataFrame.from_records(records, columns=RECIPIENT_COLUMNS), total
 
@@ -353,6 +355,7 @@ class RecipientDetail:
     recording_url: str | None = None
     reply: str | None = None
     outcome: dict[str, Any] = field(default_factory=dict)
+    waiting_reason: str | None = None  # why the next try waits until next_attempt_at, when it was put off
 
 
 _TRANSCRIPT_KEYS = ("transcript",)
@@ -422,6 +425,7 @@ def recipient_detail(session: Session, *, profile_id: uuid.UUID, recipient_id: u
         next_attempt_at=r.next_attempt_at, sent_at=r.sent_at, delivered_at=r.delivered_at,
         answered_at=r.answered_at, responded_at=r.responded_at, converted=bool(r.converted),
         converted_at=r.converted_at, error_message=r.error_message, attempts=attempts_df, events=events_df,
+        waiting_reason=r.waiting_reason if r.next_attempt_at is not None else None,
         outcome=dict(r.response_data or {}),
     )
     for source in sources:

@@ -385,6 +385,9 @@ class CampaignRecipient(Base):
     next_attempt_at: Mapped[datetime | None]
     # best time to reach (§11): when the first step was planned for; set once, so a late send is not re-planned
     planned_at: Mapped[datetime | None]
+    # why the next try waits until next_attempt_at, in words, when the engine put it off (the send window, a
+    # state's calling hours or its cap, the best hour, the A/B test); cleared when the step is sent or ends
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
     claim_expires_at: Mapped[datetime | None]
     # outcome

@@ -157,7 +157,7 @@ class CampaignRun:
         elif kind == "defer":
             assert decision.until is not None
             writes.recipient("move", row.id, step=row.step, attempts=row.attempts, next_at=decision.until,
-                             error=None)
+                             error=None, wait=decision.reason)
             if decision.planned:
                 writes.plan(row.id, decision.until)
             self.report.count("deferred")
@@ -243,7 +243,8 @@ class CampaignRun:
         if s.refused is not None:
             writes.attempt(s.attempt_id, "skipped", error=f"not sent: {s.refused.reason}")
             if s.refused.kind == "defer" and s.refused.until is not None:
-                writes.recipient("move", row.id, step=step.index, attempts=s.attempt_no, next_at=s.refused.until)
+                writes.recipient("move", row.id, step=step.index, attempts=s.attempt_no, next_at=s.refused.until,
+                                 wait=s.refused.reason)
                 self.report.count("deferred")
             else:
                 self.apply(writes, row, step, s.refused, now)

@@ -50,7 +50,7 @@ def _not_reached() -> Any:
 
 _RECIPIENT_FIELDS: dict[str, Any] = {
     "rid": Uuid(), "at": UTCDateTime(), "step": Integer(), "attempts": Integer(), "next": UTCDateTime(),
-    "error": Text(), "channel": String(8), "pmid": String(100)}
+    "error": Text(), "channel": String(8), "pmid": String(100), "wait": Text()}
 _ATTEMPT_FIELDS: dict[str, Any] = {
     "aid": Uuid(), "outcome": String(16), "pmid": String(100), "code": String(100), "error": Text(),
     "at": UTCDateTime(), "done": UTCDateTime(), "cost": Float()}
@@ -63,6 +63,8 @@ def recipient_values(kind: str, v: Values) -> dict[str, Any]:
     runs, so an event applied meanwhile (say, an opt-out) is never undone."""
     next_at = case((_r.c.status == "opted_out", null()), else_=v.next)
     values: dict[str, Any] = {"claimed_by": None, "claim_expires_at": None, "updated_at": v.at}
+    if kind != "release":  # a put-off try says why it waits; anything else that moves it on clears that
+        values["waiting_reason"] = v.wait if kind == "move" else None
     if kind == "accept":
         values.update(status=case((_not_reached(), "sent"), else_=_r.c.status),
                       sent_at=func.coalesce(_r.c.sent_at, v.at), last_channel=v.channel,
@@ -108,11 +110,13 @@ class Writes:
 
     def recipient(self, kind: str, rid: uuid.UUID, *, step: int = 0, attempts: int = 0,
                   next_at: datetime | None = None, error: str | None = None, channel: str | None = None,
-                  pmid: str | None = None, at: datetime | None = None) -> None:
-        """One recipient's outcome; ``at`` is when it happened (default: when the batch is recorded)."""
+                  pmid: str | None = None, at: datetime | None = None, wait: str | None = None) -> None:
+        """One recipient's outcome; ``at`` is when it happened (default: when the batch is recorded); ``wait``:
+        why a ``move`` puts the try off until ``next_at``."""
         self.recipients.setdefault(kind, []).append({
             "rid": rid, "at": at or self.now, "step": step, "attempts": attempts, "next": next_at,
-            "error": error[:2000] if error else None, "channel": channel, "pmid": pmid})
+            "error": error[:2000] if error else None, "channel": channel, "pmid": pmid,
+            "wait": wait[:2000] if wait else None})
 
     def attempt(self, aid: uuid.UUID, outcome: str | None, *, pmid: str | None = None, code: str | None = None,
                 error: str | None = None, still_open: bool = False, cost: float | None = None) -> None:

@@ -330,6 +330,11 @@ class RecipientOut(BaseModel):
     step: int = Field(description="Step of a multi-channel campaign the customer is on (0 first).")
     attempts: int = Field(description="Tries of the current step so far.")
     next_attempt_at: datetime | None = Field(description="When the next try is due (none once nothing is left to do).")
+    waiting_reason: str | None = Field(None, description="Why the next try waits until `next_attempt_at`, when it "
+                                                         "was put off: the send window, a state's calling hours or "
+                                                         "24-hour cap, the customer's best hour, an A/B test.",
+                                       examples=["3 calls in 24 hours already reached this FL number (Florida "
+                                                 "Telephone Solicitation Act …)"])
     last_channel: str | None = Field(description="Channel of the last step that reached the customer.")
     sent_at: datetime | None = Field(description="When something was first sent (or a call placed).")
     delivered_at: datetime | None = Field(description="When delivery was confirmed.")

@@ -310,7 +310,8 @@ def customers() -> None:
         shown, hide_index=True, placeholder="", width="stretch", on_select="rerun",
         selection_mode="single-row", key="recipient_table",
         column_order=["customer", "customer_page", "phone", "email", "status_badge", "variant", "channel", "step",
-                      "attempts", "sent_at", "responded_at", "converted", "error"],
+                      "attempts", "sent_at", "responded_at", "converted", "error", "next_attempt_at",
+                      "waiting_reason"],
         column_config={
             "customer": st.column_config.TextColumn("Customer", width="medium"),
             "customer_page": st.column_config.LinkColumn("Customer page", display_text="Open ↗", width="small",
@@ -327,6 +328,11 @@ def customers() -> None:
             "responded_at": st.column_config.DatetimeColumn("Responded", format="MMM D, HH:mm", timezone=tz),
             "converted": st.column_config.CheckboxColumn("Converted", width="small"),
             "error": st.column_config.TextColumn("Problem", width="medium"),
+            "next_attempt_at": st.column_config.DatetimeColumn("Next try", format="MMM D, HH:mm", timezone=tz),
+            "waiting_reason": st.column_config.TextColumn("Waits because", width="medium",
+                                                          help="Why the next try was put off: the send window, a "
+                                                               "state's calling hours or its 24-hour limit, the "
+                                                               "customer's best hour, an A/B test."),
         },
     )
     pager(total, key="recipients_page", page_size=PAGE_SIZE)
@@ -363,6 +369,9 @@ def customers() -> None:
                    + (f" · version {detail.variant}" if detail.variant else ""))
         if detail.error_message:
             st.error(f"Problem: {detail.error_message}")
+        if detail.waiting_reason and detail.next_attempt_at:
+            st.info(f"Waits until {_when(detail.next_attempt_at)}: {detail.waiting_reason}.",
+                    icon=":material/schedule:")
         if detail.summary:
             st.markdown(f"**Call summary.** {detail.summary}")
         if detail.reply:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from core import analytics
 from core.clock import ManualClock
 from core.dispatch import run_campaign_pass
 from core.models import CampaignRecipient, OutreachAttempt
@@ -49,7 +50,8 @@ def _run(factory, pid, cid, at: datetime, settings) -> None:
 def _rows(session, cid):
     """The campaign's recipients (plain rows: the read's transaction ends, schedulers may write)."""
     r = CampaignRecipient
-    rows = session.execute(select(r.status, r.next_attempt_at, r.customer_phone).where(r.campaign_id == cid)).all()
+    rows = session.execute(select(r.status, r.next_attempt_at, r.customer_phone, r.waiting_reason)
+                           .where(r.campaign_id == cid)).all()
     session.rollback()
     return rows
 
@@ -65,9 +67,16 @@ def test_the_third_call_of_the_day_goes_out_the_fourth_waits_for_the_first_to_ag
     assert waiting.status == "queued"
     # it may go once the 09:01 call is 24 hours old
     assert waiting.next_attempt_at == MONDAY.replace(hour=9, minute=1) + timedelta(days=1)
+    # and says why, with the statute: on the campaign's customer list and in the API
+    assert waiting.waiting_reason == ("3 calls in 24 hours already reached this FL number (Florida Telephone "
+                                      "Solicitation Act (CS/SB 1120, 2021), Fla. Stat. § 501.616(6)(a)–(b))")
+    page, _ = analytics.recipients_page(session, profile_id=pid, campaign_id=cid)
+    session.rollback()
+    assert page.loc[0, "waiting_reason"] == waiting.waiting_reason
     _run(factory, pid, cid, MONDAY.replace(hour=9, minute=1) + timedelta(days=1, seconds=5), settings)
     assert len(fake_vapi.calls_to(number)) == 4
-    assert _rows(session, cid)[0].status != "queued"
+    (called,) = _rows(session, cid)
+    assert called.status != "queued" and called.waiting_reason is None
 
 
 def _racer(db_url: str, vapi_url: str, start: Path, moment: datetime, worker: str, pid, cid) -> subprocess.Popen[bytes]:

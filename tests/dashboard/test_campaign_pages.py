@@ -162,6 +162,32 @@ def test_recipient_detail_shows_what_happened(app_db, shop, session):
     assert list(at.dataframe[2].value["outcome"]) == ["accepted"]
 
 
+def test_a_put_off_customer_says_why_and_until_when(app_db, shop, session):
+    """The engine keeps why it put a try off: the customer list and the customer's details say it."""
+    profile = session.get(Profile, shop.profile_id)
+    now = datetime.now(UTC)
+    f.lead(session, profile, phone="+13055550177", name="Ana Lima", now=now)
+    f.lead(session, profile, phone="+12125550178", name="Bo Reyes", now=now)
+    c = f.campaign(session, profile, method="call", name="Calls")
+    rids = h.recipients(session, c, now=now)
+    why = ("3 calls in 24 hours already reached this FL number (Florida Telephone Solicitation Act (CS/SB 1120, "
+           "2021), Fla. Stat. § 501.616(6)(a)–(b))")
+    names = dict(session.execute(select(CampaignRecipient.id, CampaignRecipient.customer_name)
+                                 .where(CampaignRecipient.id.in_(rids))).all())
+    ana = next(rid for rid in rids if names[rid] == "Ana Lima")
+    h.set_state(session, ana, status="queued", next_attempt_at=now + timedelta(hours=20), waiting_reason=why)
+    session.commit()
+    at = open_app(shop, "campaign", {"id": str(c.id)})
+    table = at.dataframe[0].value.set_index("customer")
+    assert table.loc["Ana Lima", "waiting_reason"] == why and table.loc["Ana Lima", "next_attempt_at"] is not None
+    assert not table.loc["Bo Reyes", "waiting_reason"]
+    (chooser,) = [b for b in at.selectbox if b.label == "Details for"]
+    chooser.select(str(ana)).run()
+    assert_clean(at)
+    (said,) = [i.value for i in at.info if "Waits until" in i.value]
+    assert said.endswith(f": {why}.")
+
+
 def test_campaign_page_actions(app_db, shop, session, engine):
     _, c = _setup(session, shop)
     at = open_app(shop, "campaign", {"id": str(c.id)})

@@ -129,3 +129,6 @@ def test_a_batch_that_straddles_the_states_closing_hour_stops_at_it(session, fac
     _, tries = _outcome(session, cid, waiting.customer_phone)
     ((outcome, error),) = tries
     assert outcome == "skipped" and error.startswith(f"not sent: {why}"), error
+    # the recipient says why it waits, the two that went out say nothing of the kind
+    assert waiting.waiting_reason is not None and waiting.waiting_reason.startswith(why), waiting.waiting_reason
+    assert all(r.waiting_reason is None for r in rows if r is not waiting)
