@@ -14,8 +14,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from core.compliance import FEDERAL, STATE_RULES, rule_for_state
 from core.consents import PURPOSE, required_level
@@ -185,6 +186,13 @@ STARTER_STEPS: list[dict[str, Any]] = [
 ]
 STARTER_SMS = ("Hi {first_name|there}, it's {business_name} - sorry we missed you! Book a time that suits you: "
                "{booking_link|just reply with a day}\nReply STOP to opt out.")
+
+
+def default_start(zone: str, now: datetime) -> datetime:
+    """When a campaign started "at a date and time" starts unless told otherwise: tomorrow at 10:00 in the
+    campaign's time zone — its tomorrow, not the server's (at 19:30 in New York, UTC is already on the next day)."""
+    local_today = now.astimezone(ZoneInfo(zone)).date()
+    return datetime.combine(local_today + timedelta(days=1), time(10, 0), ZoneInfo(zone))
 
 
 def preset_criteria(campaign_type: str, today: date | None = None) -> dict[str, Any]:

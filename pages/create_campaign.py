@@ -885,8 +885,9 @@ def step_schedule() -> None:
     zone = draft["timezone"] if draft["timezone"] in ZONES else business_timezone()
     window = draft["send_window"]
     scheduled = draft.get("scheduled_at")
+    today = datetime.now(ZoneInfo(zone)).date()  # the campaign's today, not the server's
     local = (datetime.fromisoformat(scheduled).astimezone(ZoneInfo(zone)) if scheduled else
-             datetime.combine(date.today() + timedelta(days=1), time(10, 0)))
+             wizard.default_start(zone, datetime.now(UTC)))
     uses_call = "call" in wizard.used_channels(draft)
     # a choice that shows or hides fields is outside the form, so the page follows it at once
     when = st.radio("When should it start?", ["now", "later"], index=0 if draft["start_mode"] == "now" else 1,
@@ -897,7 +898,7 @@ def step_schedule() -> None:
         c1, c2, c3 = st.columns(3)
         start_date, start_time = local.date(), local.time()
         if when == "later":
-            start_date = c1.date_input("Date", value=local.date(), min_value=date.today(), key="w_date")
+            start_date = c1.date_input("Date", value=local.date(), min_value=min(today, local.date()), key="w_date")
             start_time = c2.time_input("Time", value=local.time().replace(second=0, microsecond=0), step=900,
                                        key="w_time")
         timezone = c3.selectbox("Time zone", ZONES, index=ZONES.index(zone), key="w_timezone",

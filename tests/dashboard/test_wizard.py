@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -188,6 +189,19 @@ def test_more_customers_never_take_less_time(audience, rate, extra):
     assert b.calendar_days >= a.calendar_days
     faster = wizard.estimate_duration(audience=audience, outreach_method="email", rate_limit_per_minute=rate + 1)
     assert faster.sending_minutes < a.sending_minutes
+
+
+@pytest.mark.parametrize(("now", "zone", "expected"), [
+    # 19:30 in New York is 00:30 UTC the next day: tomorrow is New York's tomorrow
+    (datetime(2026, 12, 5, 0, 30, tzinfo=UTC), "America/New_York", datetime(2026, 12, 5, 10, 0)),
+    (datetime(2026, 12, 4, 15, 0, tzinfo=UTC), "America/New_York", datetime(2026, 12, 5, 10, 0)),
+    # 09:00 in Sydney is 22:00 UTC the day before
+    (datetime(2026, 12, 4, 22, 0, tzinfo=UTC), "Australia/Sydney", datetime(2026, 12, 6, 10, 0)),
+    (datetime(2026, 3, 7, 23, 0, tzinfo=UTC), "America/Los_Angeles", datetime(2026, 3, 8, 10, 0)),  # DST day
+])
+def test_a_later_start_defaults_to_tomorrow_at_ten_in_the_campaigns_zone(now, zone, expected):
+    start = wizard.default_start(zone, now)
+    assert start == expected.replace(tzinfo=ZoneInfo(zone)) and start > now
 
 
 def test_new_draft_start_defaults():
