@@ -149,13 +149,15 @@ def _window(facts: Facts, step: Step, now: datetime) -> Decision | None:
         return Decision("fail", reason=describe(facts.zones, facts.send_window, quiet_hours=quiet, hours=hours))
     if opening > now:
         why = "outside the send window"
-        if hours is not None and facts.state is not None:
-            why = f"outside {facts.state.state}'s calling hours {hhmm_range(*hours)} ({facts.state.source})"
-        elif quiet and next_opening(now, zones=facts.zones, send_window=facts.send_window,
-                                    quiet_hours=False) == now:
-            # the campaign's own window is open: the federal calling hours are what says no
-            why = (f"outside the legal calling hours {hhmm_range(QUIET_START, QUIET_END)} in the customer's "
-                   f"time (TCPA, 47 CFR 64.1200(c)(1))")
+        if quiet and next_opening(now, zones=facts.zones, send_window=facts.send_window,
+                                  quiet_hours=False) == now:
+            # the campaign's own window is open: the law's hours are what says no — the state's where it has
+            # stricter ones (they lie inside the federal ones), else the federal ones
+            if hours is not None and facts.state is not None:
+                why = f"outside {facts.state.state}'s calling hours {hhmm_range(*hours)} ({facts.state.source})"
+            else:
+                why = (f"outside the legal calling hours {hhmm_range(QUIET_START, QUIET_END)} in the customer's "
+                       f"time (TCPA, 47 CFR 64.1200(c)(1))")
         return Decision("defer", until=opening, reason=why)
     return None
 

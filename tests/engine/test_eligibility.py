@@ -131,6 +131,31 @@ def test_state_hours_in_local_time_on_the_days_the_clocks_change(day, phone, zon
             assert f"outside {f.state.state}'s calling hours 08:00–20:00" in decision.reason
 
 
+EVENINGS = {"start": "19:00", "end": "23:00", "days": OPEN["days"]}
+
+
+@pytest.mark.parametrize(("phone", "zone", "hour", "minute", "why"), [
+    # the campaign's own window is closed: that is the reason, though the state has rules of its own
+    ("+14055550101", "America/Chicago", 18, 26, "outside the send window"),
+    ("+13055550101", "America/New_York", 7, 30, "outside the send window"),
+    # the window is open and the law says no: the state's hours where it has stricter ones, else the federal
+    ("+14055550101", "America/Chicago", 20, 15, "outside OK's calling hours 08:00–20:00 (Oklahoma"),
+    ("+13055550101", "America/New_York", 21, 30, "outside FL's calling hours 08:00–20:00 (Florida"),
+    ("+12125550101", "America/New_York", 21, 30, "outside the legal calling hours 08:00–21:00 in the customer's "
+                                                 "time (TCPA"),
+], ids=["OK-window", "FL-window", "OK-state", "FL-state", "NY-federal"])
+def test_a_put_off_text_names_what_is_closed(phone, zone, hour, minute, why):
+    """The reason kept with the recipient (and shown to the shop owner) names what really says no."""
+    from zoneinfo import ZoneInfo
+
+    from core.windows import recipient_zones
+
+    f = facts(channel_contact=phone, zones=recipient_zones(phone, "UTC"), state=compliance.state_rule(phone),
+              send_window=EVENINGS)
+    decision = decide(f, datetime(2026, 6, 15, hour, minute, tzinfo=ZoneInfo(zone)))
+    assert decision.kind == "defer" and decision.reason.startswith(why), decision.reason
+
+
 def test_email_is_not_bound_by_calling_hours():
     assert decide(facts(step=EMAIL), at(22, 30)).kind == "send"
 
