@@ -309,9 +309,10 @@ def customers() -> None:
     event = st.dataframe(
         shown, hide_index=True, placeholder="", width="stretch", on_select="rerun",
         selection_mode="single-row", key="recipient_table",
-        column_order=["customer", "customer_page", "phone", "email", "status_badge", "variant", "channel", "step",
-                      "attempts", "sent_at", "responded_at", "converted", "error", "next_attempt_at",
-                      "waiting_reason"],
+        # why a customer waits, beside their status: the end of a wide table is off screen
+        column_order=["customer", "customer_page", "phone", "email", "status_badge", "waiting_reason",
+                      "next_attempt_at", "channel", "step", "attempts", "sent_at", "responded_at", "converted",
+                      "error", "variant"],
         column_config={
             "customer": st.column_config.TextColumn("Customer", width="medium"),
             "customer_page": st.column_config.LinkColumn("Customer page", display_text="Open ↗", width="small",
@@ -328,7 +329,8 @@ def customers() -> None:
             "responded_at": st.column_config.DatetimeColumn("Responded", format="MMM D, HH:mm", timezone=tz),
             "converted": st.column_config.CheckboxColumn("Converted", width="small"),
             "error": st.column_config.TextColumn("Problem", width="medium"),
-            "next_attempt_at": st.column_config.DatetimeColumn("Next try", format="MMM D, HH:mm", timezone=tz),
+            "next_attempt_at": st.column_config.DatetimeColumn("Next try", format="MMM D, HH:mm", timezone=tz,
+                                                               width="medium"),
             "waiting_reason": st.column_config.TextColumn("Waits because", width="medium",
                                                           help="Why the next try was put off: the send window, a "
                                                                "state's calling hours or its 24-hour limit, the "
