@@ -348,3 +348,10 @@ class RecipientOut(BaseModel):
     error_message: str | None = Field(description="Why outreach failed, in the provider's words.")
     created_at: datetime = Field(description="When the customer was added to the campaign.")
     updated_at: datetime = Field(description="When this recipient last changed.")
+
+    @model_validator(mode="after")
+    def _waits_only_while_due(self) -> RecipientOut:
+        # a reason to wait means nothing once no try is due (an opt-out or a reply ended the outreach meanwhile)
+        if self.next_attempt_at is None:
+            self.waiting_reason = None
+        return self

@@ -219,3 +219,20 @@ def test_a_customer_added_after_a_start_is_due_at_once(client: TestClient, sessi
     late = [r for r in recipients_of(session, campaign.id) if r.customer_email == "late@example.com"]
     assert late and late[0].next_attempt_at is not None
     assert late[0].next_attempt_at <= utcnow() + timedelta(seconds=1)
+
+
+def test_a_put_off_recipient_says_why_while_it_waits(client: TestClient, session: Session, tenant: Tenant) -> None:
+    """``waiting_reason`` as the engine wrote it, while a try is due; nothing once no try is (an opt-out or a
+    reply ended the outreach meanwhile, leaving the old reason on the row)."""
+    campaign = make_campaign(session, tenant, method="sms")
+    assert client.post(f"/api/campaigns/{campaign.id}/select-recipients", headers=tenant.headers).status_code == 200
+    first, second = session.scalars(select(CampaignRecipient).where(CampaignRecipient.campaign_id == campaign.id)
+                                    .order_by(CampaignRecipient.contact_key)).all()[:2]
+    why = "outside the send window"
+    first.next_attempt_at, first.waiting_reason = utcnow() + timedelta(hours=3), why
+    second.next_attempt_at, second.waiting_reason = None, why
+    session.commit()
+    listed = {r["id"]: r for r in client.get(f"/api/campaigns/{campaign.id}/recipients?limit=100",
+                                            headers=tenant.headers).json()["recipients"]}
+    assert listed[str(first.id)]["waiting_reason"] == why
+    assert listed[str(second.id)]["waiting_reason"] is None
