@@ -277,6 +277,8 @@ def audience_states(session: Session, *, profile_id: uuid.UUID, target_criteria:
     the preview counts the states in the same pass."""
     from core import targeting  # imported here: core.targeting imports this module's rules
 
+    if not set(targeting.channels_of(outreach_method, steps)) & set(CAPPED_CHANNELS):
+        return {}  # e-mail only: no state rule applies, nothing to count
     return targeting.preview_audience(session, profile_id=profile_id, target_criteria=dict(target_criteria or {}),
                                       outreach_method=outreach_method,  # type: ignore[arg-type]
                                       steps=steps, campaign_type=campaign_type, sample_size=0, now=now).by_state
