@@ -322,7 +322,7 @@ def recipients_page(
         "sent_at": r.sent_at, "delivered_at": r.delivered_at, "answered_at": r.answered_at,
         "responded_at": r.responded_at, "converted": bool(r.converted), "error": r.error_message,
         "next_attempt_at": r.next_attempt_at,
-        "waiting_reason": r.waiting_reason if r.next_attempt_at is not None else None,
+        "waiting_reason": r.waits_because,
     } for r in rows]
     return pd.DataFrame.from_records(records, columns=RECIPIENT_COLUMNS), total
 
@@ -425,7 +425,7 @@ def recipient_detail(session: Session, *, profile_id: uuid.UUID, recipient_id: u
         next_attempt_at=r.next_attempt_at, sent_at=r.sent_at, delivered_at=r.delivered_at,
         answered_at=r.answered_at, responded_at=r.responded_at, converted=bool(r.converted),
         converted_at=r.converted_at, error_message=r.error_message, attempts=attempts_df, events=events_df,
-        waiting_reason=r.waiting_reason if r.next_attempt_at is not None else None,
+        waiting_reason=r.waits_because,
         outcome=dict(r.response_data or {}),
     )
     for source in sources:

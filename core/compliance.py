@@ -265,20 +265,3 @@ def states_of(counts: Iterable[tuple[str | None, int]]) -> dict[str, dict[str, A
                                                  "cap_counts_texts": rule.counts_texts, "source": rule.source})
         entry["recipients"] += int(n)
     return dict(sorted(by_state.items()))
-
-
-def audience_states(session: Session, *, profile_id: uuid.UUID, target_criteria: Mapping[str, Any] | None,
-                    outreach_method: str, steps: list[dict[str, Any]] | None = None,
-                    campaign_type: str = "winback", now: datetime | None = None) -> dict[str, dict[str, Any]]:
-    """For an audience not chosen yet (the wizard's, a draft's): :func:`campaign_compliance`'s ``by_state``
-    over the customers :func:`core.targeting.preview_audience` counts — the states with their own rules,
-    how many of those customers' numbers each has, their hours and their cap.  Empty when the channels
-    include neither calls nor texts.  A caller that also wants the counts takes the preview's ``by_state``:
-    the preview counts the states in the same pass."""
-    from core import targeting  # imported here: core.targeting imports this module's rules
-
-    if not set(targeting.channels_of(outreach_method, steps)) & set(CAPPED_CHANNELS):
-        return {}  # e-mail only: no state rule applies, nothing to count
-    return targeting.preview_audience(session, profile_id=profile_id, target_criteria=dict(target_criteria or {}),
-                                      outreach_method=outreach_method,  # type: ignore[arg-type]
-                                      steps=steps, campaign_type=campaign_type, sample_size=0, now=now).by_state

@@ -408,6 +408,12 @@ class CampaignRecipient(Base):
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = _updated()
 
+    @property
+    def waits_because(self) -> str | None:
+        """Why the next try waits, while one is due: an opt-out or a reply that ended the outreach meanwhile
+        leaves the last reason on the row, and it no longer means anything."""
+        return self.waiting_reason if self.next_attempt_at is not None else None
+
     __table_args__ = (
         CheckConstraint(_in("status", RECIPIENT_STATUSES), name="status"),
         CheckConstraint(f"last_call_outcome IS NULL OR {_in('last_call_outcome', CALL_OUTCOMES)}",

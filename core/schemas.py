@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.models import CAMPAIGN_STATUSES, CAMPAIGN_TYPES, OUTREACH_METHODS, RECIPIENT_STATUSES
 
@@ -330,7 +330,9 @@ class RecipientOut(BaseModel):
     step: int = Field(description="Step of a multi-channel campaign the customer is on (0 first).")
     attempts: int = Field(description="Tries of the current step so far.")
     next_attempt_at: datetime | None = Field(description="When the next try is due (none once nothing is left to do).")
-    waiting_reason: str | None = Field(None, description="Why the next try waits until `next_attempt_at`, when it "
+    # read from the model's ``waits_because``: the reason only while a try is due
+    waiting_reason: str | None = Field(None, validation_alias=AliasChoices("waits_because", "waiting_reason"),
+                                       description="Why the next try waits until `next_attempt_at`, when it "
                                                          "was put off: the send window, a state's calling hours or "
                                                          "24-hour cap, the customer's best hour, an A/B test.",
                                        examples=["3 calls in 24 hours already reached this FL number (Florida "
@@ -348,10 +350,3 @@ class RecipientOut(BaseModel):
     error_message: str | None = Field(description="Why outreach failed, in the provider's words.")
     created_at: datetime = Field(description="When the customer was added to the campaign.")
     updated_at: datetime = Field(description="When this recipient last changed.")
-
-    @model_validator(mode="after")
-    def _waits_only_while_due(self) -> RecipientOut:
-        # a reason to wait means nothing once no try is due (an opt-out or a reply ended the outreach meanwhile)
-        if self.next_attempt_at is None:
-            self.waiting_reason = None
-        return self

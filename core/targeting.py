@@ -32,6 +32,7 @@ again once their last enrolment ended more than ``reenroll_after_days`` ago.
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -645,7 +646,10 @@ def preview_audience(
                      func.substr(matched.c.customer_phone, 1, 5)), else_=literal(None, String))
     grouped = session.execute(select(matched.c.reason, head.label("head"), func.count())
                               .group_by(matched.c.reason, head)).all()
-    rows = [(reason, sum(int(n) for r, _h, n in grouped if r == reason)) for reason in {r for r, _h, _n in grouped}]
+    per_reason: Counter[str | None] = Counter()
+    for reason, _head, n in grouped:
+        per_reason[reason] += int(n)
+    rows = list(per_reason.items())
     sample_rows = session.execute(select(matched).where(matched.c.reason.is_(None)).order_by(*newest_first)
                                   .limit(size)).mappings().all() if size else []
     by_reason = _counts([(reason, n) for reason, n in rows])

@@ -891,7 +891,7 @@ STATE_COLUMNS = ("State", "Customers", "Hours", "Limit per 24 hours", "Law")
 
 def state_rows(by_state: Mapping[str, Mapping[str, Any]], *, channels: list[str]) -> list[dict[str, Any]]:
     """One row per state with its own rules (``by_state`` of :func:`core.compliance.campaign_compliance` or
-    :func:`core.compliance.audience_states`), with :data:`STATE_COLUMNS`."""
+    :attr:`core.targeting.Preview.by_state`), with :data:`STATE_COLUMNS`."""
     rows = []
     for code, entry in by_state.items():
         rule = rule_for_state(code)

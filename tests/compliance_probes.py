@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from core import compliance, consents, dnc
+from core import compliance, consents, dnc, targeting
 from core.errors import Invalid, NotFound
 from core.leads import add_lead
 from core.models import Consent, DncNumber, OutreachAttempt
@@ -126,26 +126,8 @@ def compliance_probes(s: Session, w: Any) -> dict[str, Callable[[], None]]:
         _check(compliance._lock_key(b, A_NUMBER) in held, "B's hold took no lock")
         _check(compliance._lock_key(a, A_NUMBER) not in held, "B's hold blocks A's calls to the number")
 
-    def audience_states() -> None:
-        # A's customer in Florida, with the written consent texts need (B holds one for the number too, so
-        # that only the business of the customer, not B's policy or records, keeps it out of B's count)
-        add_lead(s, profile_id=a, customer_name="Ann Able", customer_phone=A_NUMBER, status="Closed",
-                 created_at=w.now - timedelta(days=300))
-        for owner in (a, b):
-            consents.record_consent(s, profile_id=owner, contact=A_NUMBER, channel="all", level="express_written",
-                                    now=w.now)
-
-        def florida(profile_id: uuid.UUID) -> int:
-            states = compliance.audience_states(s, profile_id=profile_id, target_criteria={}, outreach_method="sms",
-                                                now=w.now)
-            return int(states.get("FL", {}).get("recipients", 0))
-
-        _check(florida(a) >= 1, "the probe's customer of A was not counted for A")
-        _check(florida(b) == 0, "A's customers count in B's audience")
-
     return {
         "core.compliance.hold_caps": hold_caps,
-        "core.compliance.audience_states": audience_states,
         "core.consents.record_consent": record_consent,
         "core.consents.list_consents": list_consents,
         "core.consents.revoke_consent": revoke_consent,
@@ -161,3 +143,23 @@ def compliance_probes(s: Session, w: Any) -> dict[str, Callable[[], None]]:
         "core.compliance.recent_contacts": recent_contacts,
         "core.compliance.recent_contact_times": recent_contact_times,
     }
+
+
+def preview_by_state(s: Session, w: Any) -> None:
+    """The audience preview's count of states (``by_state``) takes only the business's own customers."""
+    a, b = w.a.id, w.b.id
+    # A's customer in Florida, with the written consent texts need (B holds one for the number too, so
+    # that only the business of the customer, not B's policy or records, keeps it out of B's count)
+    add_lead(s, profile_id=a, customer_name="Ann Able", customer_phone=A_NUMBER, status="Closed",
+             created_at=w.now - timedelta(days=300))
+    for owner in (a, b):
+        consents.record_consent(s, profile_id=owner, contact=A_NUMBER, channel="all", level="express_written",
+                                now=w.now)
+
+    def florida(profile_id: uuid.UUID) -> int:
+        states = targeting.preview_audience(s, profile_id=profile_id, target_criteria={}, outreach_method="sms",
+                                            sample_size=0, now=w.now).by_state
+        return int(states.get("FL", {}).get("recipients", 0))
+
+    _check(florida(a) >= 1, "the probe's customer of A was not counted for A")
+    _check(florida(b) == 0, "A's customers count in B's audience")

@@ -46,7 +46,7 @@ from core.channels.base import OutboundMessage
 from core.errors import Invalid, NotFound
 from core.models import CampaignRecipient, Lead, OptOut, OutreachAttempt, OutreachEvent
 from core.outbound import attempt_detail
-from tests.compliance_probes import compliance_probes
+from tests.compliance_probes import compliance_probes, preview_by_state
 from tests.customer_probes import customer_probes
 from tests.endpoint_probes import endpoint_probes
 from tests.factories import CONTENT, campaign, lead, make_profile
@@ -426,7 +426,8 @@ def _more(s: Session, w: World) -> dict[str, Callable[[], None]]:
 
 def probes(s: Session, w: World) -> dict[str, Callable[[], None]]:
     return {**_accounts(s, w), **_campaigns(s, w), **_analytics(s, w), **_others(s, w), **_more(s, w),
-            **customer_probes(s, w), **compliance_probes(s, w), **endpoint_probes(s, w)}
+            **customer_probes(s, w), **compliance_probes(s, w), **endpoint_probes(s, w),
+            "core.targeting.preview_audience#by_state": lambda: preview_by_state(s, w)}
 
 
 def scoped_functions() -> set[str]:
